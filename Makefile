@@ -1,0 +1,55 @@
+# ACME Fitness: `make run` starts the whole shop, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DJANGO_SETTINGS_MODULE ?= fitness.settings.local
+
+.PHONY: run test lint format bench chaos install install-dev services migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+services: install
+	$(BIN)/python scripts/preflight.py --create-db
+
+migrate: services
+	$(BIN)/python manage.py migrate --noinput
+
+## The shop with every process of the Procfile (web on http://127.0.0.1:8000).
+run: migrate
+	$(BIN)/python manage.py setup_broker
+	$(BIN)/python manage.py ensure_demo_users
+	$(BIN)/honcho start -f Procfile
+
+## The whole test suite against the real PostgreSQL and RabbitMQ, plus lint and import boundaries.
+test: install-dev
+	$(BIN)/python scripts/preflight.py
+	./scripts/ensure_chromium.sh
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	DJANGO_SETTINGS_MODULE=fitness.settings.test $(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

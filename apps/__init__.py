@@ -1,0 +1,1 @@
+"""The monolith's domain apps (catalog, carts, orders, accounts)."""

@@ -1,0 +1,1 @@
+"""Reusable transactional outbox, relay, inbox and consumer framework (knows nothing about fitness)."""
