@@ -33,7 +33,9 @@ def check_broker(url: str) -> None:
         with socket.create_connection((host, port), timeout=3):
             pass
     except OSError as exc:
-        _fail(f"RabbitMQ is not reachable at {host}:{port} ({exc}). Start it with: {START_RABBITMQ}")
+        _fail(
+            f"RabbitMQ is not reachable at {host}:{port} ({exc}). Start it with: {START_RABBITMQ}"
+        )
 
 
 def ensure_database(url: str, *, create: bool) -> None:
@@ -49,10 +51,8 @@ def ensure_database(url: str, *, create: bool) -> None:
                 print(f"preflight: created database {name!r}")
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0]
-        _fail(
-            f"PostgreSQL is not reachable at {parsed.hostname}:{parsed.port or 5432} ({first_line})."
-            f" Start it with: {START_POSTGRES}"
-        )
+        where = f"{parsed.hostname}:{parsed.port or 5432}"
+        _fail(f"PostgreSQL is not reachable at {where} ({first_line}). Start: {START_POSTGRES}")
 
 
 def main() -> None:

@@ -10,4 +10,4 @@ def cart_summary(request: HttpRequest) -> dict[str, int]:
         return {"cart_count": 0}
     from apps.carts.selectors import cart_item_count
 
-    return {"cart_count": cart_item_count(user=user)}
+    return {"cart_count": cart_item_count(customer=user)}

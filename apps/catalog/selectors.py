@@ -1,0 +1,18 @@
+"""Read-side queries of the catalog."""
+
+from django.db.models import QuerySet
+
+from apps.catalog.models import Product
+
+
+def product_list(*, tag: str | None = None) -> QuerySet[Product]:
+    """All products, by name; only those carrying ``tag`` when given."""
+    products = Product.objects.all()
+    if tag:
+        products = products.filter(tags__contains=[tag])
+    return products
+
+
+def product_get(*, product_id: int) -> Product | None:
+    """The product with this id, or ``None``."""
+    return Product.objects.filter(pk=product_id).first()
