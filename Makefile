@@ -31,7 +31,7 @@ migrate: services
 run: migrate
 	$(BIN)/python manage.py setup_broker
 	$(BIN)/python manage.py ensure_demo_users
-	$(BIN)/honcho start -f Procfile
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
 
 ## The whole test suite against the real PostgreSQL and RabbitMQ, plus lint and import boundaries.
 test: install-dev
