@@ -129,3 +129,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
+
+# --- Outbox relay (see docs/outbox.md) ---------------------------------------------------------
+OUTBOX_PARTITIONS = int(env("OUTBOX_PARTITIONS", "16"))
+OUTBOX_BATCH_SIZE = int(env("OUTBOX_BATCH_SIZE", "500"))
+OUTBOX_POLL_INTERVAL = float(env("OUTBOX_POLL_INTERVAL", "1.0"))
+OUTBOX_MAX_ATTEMPTS = int(env("OUTBOX_MAX_ATTEMPTS", "10"))
+OUTBOX_BACKOFF_BASE = float(env("OUTBOX_BACKOFF_BASE", "1.0"))
+OUTBOX_BACKOFF_MAX = float(env("OUTBOX_BACKOFF_MAX", "300"))
+OUTBOX_MAX_MESSAGE_BYTES = int(env("OUTBOX_MAX_MESSAGE_BYTES", str(1024 * 1024)))
+OUTBOX_CONFIRM_TIMEOUT = float(env("OUTBOX_CONFIRM_TIMEOUT", "30"))
+OUTBOX_CONNECT_TIMEOUT = float(env("OUTBOX_CONNECT_TIMEOUT", "5"))
+OUTBOX_RECONNECT_MAX_DELAY = float(env("OUTBOX_RECONNECT_MAX_DELAY", "30"))
+OUTBOX_LEASE_INTERVAL = float(env("OUTBOX_LEASE_INTERVAL", "2"))

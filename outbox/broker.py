@@ -1,0 +1,45 @@
+"""Opening py-amqp connections from a broker URL (shared by the relay, setup_broker and tests)."""
+
+import contextlib
+
+import amqp
+from kombu.utils.url import parse_url
+
+# What a lost or refused broker connection looks like from py-amqp: the relay reconnects on these.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.RecoverableConnectionError,
+    OSError,  # refused, reset, broken pipe, and socket.timeout (a subclass)
+)
+
+
+def connect(url: str, *, connect_timeout: float = 5.0) -> amqp.Connection:
+    """Open and return a py-amqp connection to ``url`` (``amqp://user:pass@host:port/vhost``).
+
+    Heartbeats stay off: the relay blocks in PostgreSQL while idle and would miss them; a dead
+    connection shows up as an error on the next publish, and the relay reconnects then.
+    """
+    parts = parse_url(url)
+    connection = amqp.Connection(
+        host=f"{parts.get('hostname') or '127.0.0.1'}:{parts.get('port') or 5672}",
+        userid=parts.get("userid") or "guest",
+        password=parts.get("password") or "guest",
+        virtual_host=parts.get("virtual_host") or "/",
+        connect_timeout=connect_timeout,
+        heartbeat=0,
+        client_properties={"connection_name": "outbox"},
+    )
+    connection.connect()
+    return connection
+
+
+def close_quietly(connection: amqp.Connection | None) -> None:
+    """Close a connection that may already be broken, ignoring every error (used on teardown)."""
+    if connection is None:
+        return
+    # A broken connection may fail to close in many ways; we are dropping it either way.
+    try:
+        connection.close()
+    except Exception:
+        with contextlib.suppress(Exception):
+            connection.collect()

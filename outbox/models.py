@@ -1,0 +1,114 @@
+"""The outbox table and the per-aggregate sequence counters.
+
+A row is one CloudEvent waiting to be (or already) published. Rows are self-contained: the relay
+needs nothing but the row to build the AMQP message, so it never imports the producers' code.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+# "What is still to publish": the only rows the relay's hot path ever looks at. Partial indexes on
+# this predicate stay as small as the backlog, however many published rows are retained.
+PENDING = Q(published_at__isnull=True, parked_at__isnull=True)
+
+
+class OutboxMessage(models.Model):
+    """One event recorded in the producer's transaction, published later by ``relay_outbox``."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        PUBLISHED = "published", "published"
+        PARKED = "parked", "parked"
+
+    id = models.BigAutoField(primary_key=True)
+    # CloudEvents attributes (the envelope). `event_id` is also the AMQP message_id.
+    event_id = models.UUIDField(unique=True)
+    source = models.CharField(max_length=200)
+    type = models.CharField(max_length=200)
+    schema_version = models.PositiveIntegerField(help_text="CloudEvents extension `dataversion`.")
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=200, help_text="CloudEvents `subject`.")
+    sequence = models.PositiveBigIntegerField(help_text="Gap-free, per aggregate.")
+    correlation_id = models.CharField(max_length=100)
+    causation_id = models.CharField(max_length=100, blank=True, default="")
+    occurred_at = models.DateTimeField(help_text="CloudEvents `time`.")
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra AMQP headers.")
+    payload = models.JSONField(help_text="The event data, sent as the JSON body.")
+    # Routing and relay bookkeeping.
+    exchange = models.CharField(max_length=255)
+    routing_key = models.CharField(max_length=255)
+    partition = models.PositiveSmallIntegerField()
+    # Database clock on purpose: the relay compares these with now() in SQL.
+    created_at = models.DateTimeField(db_default=Now())
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    attempts = models.PositiveIntegerField(db_default=0, default=0)
+    last_error = models.TextField(blank=True, default="")
+    published_at = models.DateTimeField(null=True, blank=True)
+    parked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "outbox_message"
+        verbose_name = "outbox message"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aggregate_type", "aggregate_id", "sequence"],
+                name="outbox_message_aggregate_sequence_uniq",
+            ),
+        ]
+        indexes = [
+            # The relay's claim: pending rows of the partitions it leases, in id order.
+            models.Index(fields=["partition", "id"], name="outbox_pending_idx", condition=PENDING),
+            # The "no earlier pending row of this aggregate" check of the claim.
+            models.Index(
+                fields=["aggregate_type", "aggregate_id", "sequence"],
+                name="outbox_pending_aggregate_idx",
+                condition=PENDING,
+            ),
+            # prune_outbox walks published rows by age.
+            models.Index(
+                fields=["published_at"],
+                name="outbox_published_idx",
+                condition=Q(published_at__isnull=False),
+            ),
+            models.Index(
+                fields=["parked_at"], name="outbox_parked_idx", condition=Q(parked_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        aggregate = f"{self.aggregate_type}:{self.aggregate_id}"
+        return f"{self.type} v{self.schema_version} {aggregate}#{self.sequence}"
+
+    @property
+    def state(self) -> "OutboxMessage.State":
+        """Where the row is in its life: pending, published or parked."""
+        if self.published_at is not None:
+            return self.State.PUBLISHED
+        if self.parked_at is not None:
+            return self.State.PARKED
+        return self.State.PENDING
+
+
+class AggregateSequence(models.Model):
+    """The last sequence number handed out per aggregate.
+
+    Updated with ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` inside the caller's
+    transaction: the row lock serialises writers of one aggregate until commit, so sequences are
+    gap-free (a rollback returns the number) and follow commit order.
+    """
+
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=200)
+    last_sequence = models.PositiveBigIntegerField()
+
+    class Meta:
+        db_table = "outbox_aggregate_sequence"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aggregate_type", "aggregate_id"], name="outbox_aggregate_sequence_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.aggregate_type}:{self.aggregate_id} @ {self.last_sequence}"

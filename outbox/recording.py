@@ -1,0 +1,124 @@
+"""Record an integration event in the caller's database transaction (the outbox's write side)."""
+
+import json
+import uuid
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils import timezone
+from jsonschema.exceptions import best_match
+
+from outbox.conf import get_settings
+from outbox.exceptions import InvalidPayload, NotInTransaction
+from outbox.models import OutboxMessage
+from outbox.partitioning import partition_for
+from outbox.registry import EventType, get_validator
+
+# Envelope attributes travel as `ce-*` headers; callers must not smuggle their own in.
+RESERVED_HEADER_PREFIX = "ce-"
+
+NEXT_SEQUENCE_SQL = """
+INSERT INTO outbox_aggregate_sequence (aggregate_type, aggregate_id, last_sequence)
+VALUES (%s, %s, 1)
+ON CONFLICT (aggregate_type, aggregate_id)
+DO UPDATE SET last_sequence = outbox_aggregate_sequence.last_sequence + 1
+RETURNING last_sequence
+"""
+
+
+def record_event(
+    event_type: EventType,
+    *,
+    aggregate_id: str,
+    payload: dict,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    headers: dict | None = None,
+    using: str = "default",
+) -> OutboxMessage:
+    """Write ``payload`` as an event of ``event_type`` to the outbox, in the current transaction.
+
+    The row commits or rolls back with the caller's business change; ``relay_outbox`` publishes
+    it after commit. Raises :class:`NotInTransaction` outside ``transaction.atomic()``,
+    :class:`InvalidPayload` when the payload is not JSON or fails the type's schema, and
+    :class:`UnknownEventType` when ``event_type`` is not registered. ``headers`` are extra AMQP
+    headers (strings, ints or booleans); a ``traceparent`` among them also becomes the CloudEvents
+    ``traceparent`` extension.
+    """
+    if not transaction.get_connection(using).in_atomic_block:
+        raise NotInTransaction(
+            f"record_event({event_type.type}) must run inside transaction.atomic() so the event "
+            "commits or rolls back with the change it describes"
+        )
+    aggregate_id = str(aggregate_id)
+    _validate_payload(event_type, payload)
+    extra_headers = _clean_headers(event_type, headers or {})
+    sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
+    event_id = uuid.uuid4()
+    return OutboxMessage.objects.using(using).create(
+        event_id=event_id,
+        source=get_settings().source,
+        type=event_type.type,
+        schema_version=event_type.version,
+        aggregate_type=event_type.aggregate_type,
+        aggregate_id=aggregate_id,
+        sequence=sequence,
+        # A saga's first event starts the correlation: its own id.
+        correlation_id=correlation_id or str(event_id),
+        causation_id=causation_id or "",
+        occurred_at=timezone.now(),
+        headers=extra_headers,
+        payload=payload,
+        exchange=event_type.exchange,
+        routing_key=event_type.routing_key,
+        partition=partition_for(event_type.aggregate_type, aggregate_id, get_settings().partitions),
+    )
+
+
+def _validate_payload(event_type: EventType, payload: Any) -> None:
+    """Raise InvalidPayload unless ``payload`` is a plain-JSON object matching the schema."""
+    if not isinstance(payload, dict):
+        raise InvalidPayload(
+            event_type.type, event_type.version, "$", "the payload must be a JSON object (dict)"
+        )
+    try:
+        # Plain json, no DjangoJSONEncoder: what the schema validates must be what consumers get,
+        # so a Decimal or datetime must be turned into a string by the caller, explicitly.
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(
+            event_type.type,
+            event_type.version,
+            "$",
+            f"not JSON-serialisable ({exc}); pass decimals, dates and UUIDs as strings",
+        ) from exc
+    error = best_match(get_validator(event_type).iter_errors(payload))
+    if error is not None:
+        raise InvalidPayload(event_type.type, event_type.version, error.json_path, error.message)
+
+
+def _clean_headers(event_type: EventType, headers: dict) -> dict:
+    """Check extra headers are AMQP-friendly scalars and do not shadow the envelope."""
+    for key, value in headers.items():
+        if not isinstance(key, str) or key.lower().startswith(RESERVED_HEADER_PREFIX):
+            raise InvalidPayload(
+                event_type.type,
+                event_type.version,
+                f"headers[{key!r}]",
+                f"header names must be strings not starting with {RESERVED_HEADER_PREFIX!r}",
+            )
+        if not isinstance(value, str | int | bool):
+            raise InvalidPayload(
+                event_type.type,
+                event_type.version,
+                f"headers[{key!r}]",
+                "header values must be str, int or bool",
+            )
+    return dict(headers)
+
+
+def _next_sequence(aggregate_type: str, aggregate_id: str, using: str) -> int:
+    """Allocate the aggregate's next sequence number; the row lock is held until commit."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(NEXT_SEQUENCE_SQL, [aggregate_type, aggregate_id])
+        return int(cursor.fetchone()[0])

@@ -1,0 +1,243 @@
+"""The relay: moves committed outbox rows to RabbitMQ, in order per aggregate, at least once.
+
+One iteration: renew partition leases, claim due rows of those partitions, publish them in
+confirm rounds ("waves"), then mark the acked rows published and schedule retries for the
+failed ones. Nothing is marked before the broker confirmed it, so a crash anywhere means a
+duplicate (same ``message_id``), never a loss. The algorithm is described in docs/outbox.md.
+"""
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+from django.db import Error as DatabaseError
+from django.db import connection
+
+from outbox.broker import CONNECTION_ERRORS
+from outbox.claiming import claim_batch, mark_published, plan_waves, record_failures
+from outbox.conf import OutboxSettings, get_settings
+from outbox.leases import PartitionLeases
+from outbox.models import OutboxMessage
+from outbox.publisher import Failure, Publisher
+from outbox.wakeup import Wakeup
+
+logger = logging.getLogger(__name__)
+
+# Test-only: seconds to sleep after the broker confirmed a batch and before it is marked
+# published, so a test can SIGKILL the relay in exactly that window. Never set in production.
+TEST_PAUSE_ENV = "OUTBOX_TEST_PAUSE_AFTER_PUBLISH"
+
+AggregateKey = tuple[str, str]
+
+
+class RelayConnectionError(Exception):
+    """``--once`` could not reach the broker or the database (a long-running relay retries)."""
+
+
+def _aggregate(message: OutboxMessage) -> AggregateKey:
+    return (message.aggregate_type, message.aggregate_id)
+
+
+class Relay:
+    """Publish outbox rows until stopped (or, with ``once``, until nothing is due)."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        partitions: list[int] | None = None,
+        once: bool = False,
+        settings: OutboxSettings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.batch_size = batch_size or self.settings.batch_size
+        self.once = once
+        candidates = partitions if partitions is not None else range(self.settings.partitions)
+        self.leases = PartitionLeases(candidates=list(candidates), total=self.settings.partitions)
+        self.publisher = Publisher(
+            url=self.settings.broker_url,
+            confirm_timeout=self.settings.confirm_timeout,
+            max_message_bytes=self.settings.max_message_bytes,
+            connect_timeout=self.settings.connect_timeout,
+        )
+        self.wakeup = Wakeup()
+        self.published_total = 0
+        self._stopping = False
+        self._next_rebalance = 0.0
+        self._test_pause = float(os.environ.get(TEST_PAUSE_ENV) or 0)
+
+    def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """Ask the relay to stop after the current batch (also the SIGTERM/SIGINT handler)."""
+        if signum is not None:
+            logger.info(
+                "received %s, stopping after the current batch", signal.Signals(signum).name
+            )
+        self._stopping = True
+
+    def run(self, *, install_signal_handlers: bool = False) -> int:
+        """Run the relay loop; returns how many events were published."""
+        if install_signal_handlers:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        logger.info(
+            "relay starting: batch size %d, %d partitions, candidates %s",
+            self.batch_size,
+            self.settings.partitions,
+            _ranges(self.leases.candidates),
+        )
+        delays = _backoff(self.settings.reconnect_max_delay)
+        try:
+            while not self._stopping:
+                try:
+                    claimed = self._iteration()
+                except (DatabaseError, *CONNECTION_ERRORS) as exc:
+                    self._disconnect(exc)
+                    if self.once:
+                        raise RelayConnectionError(str(exc)) from exc
+                    self._sleep(next(delays))
+                    continue
+                delays = _backoff(self.settings.reconnect_max_delay)
+                if claimed == 0 and self.once:
+                    break
+                if claimed < self.batch_size:
+                    # A full batch means more is probably due: go again without waiting.
+                    self.wakeup.wait(self.settings.poll_interval, lambda: self._stopping)
+        finally:
+            self._shutdown()
+        return self.published_total
+
+    def _iteration(self) -> int:
+        """Connect if needed, then claim and publish one batch; returns rows claimed."""
+        if not self.publisher.connected:
+            self.publisher.connect()
+            logger.info("connected to the broker")
+        self.wakeup.prime()
+        partitions = self._leased_partitions()
+        batch = claim_batch(partitions=partitions, limit=self.batch_size)
+        if batch:
+            self.process(batch)
+        return len(batch)
+
+    def process(self, batch: list[OutboxMessage]) -> None:
+        """Publish a claimed batch wave by wave, then record the outcome in the database."""
+        published: list[OutboxMessage] = []
+        failures: list[Failure] = []
+        held_back: set[AggregateKey] = set()
+        connection_error: BaseException | None = None
+        for wave in plan_waves(batch):
+            # An aggregate whose earlier row failed must not get its later rows out first.
+            to_send = [m for m in wave if _aggregate(m) not in held_back]
+            if not to_send:
+                continue
+            result = self.publisher.publish(to_send)
+            published += result.published
+            failures += result.failed
+            held_back |= {_aggregate(f.message) for f in result.failed}
+            held_back |= {_aggregate(m) for m in result.unsettled}
+            if result.connection_error is not None:
+                connection_error = result.connection_error
+                break
+        if self._test_pause and published:
+            logger.warning("%s: pausing %.1fs before marking", TEST_PAUSE_ENV, self._test_pause)
+            time.sleep(self._test_pause)
+        mark_published(published)
+        self._record_failures(failures)
+        self.published_total += len(published)
+        self._log_batch(batch, published, failures)
+        if connection_error is not None:
+            raise connection_error
+
+    def _record_failures(self, failures: list[Failure]) -> None:
+        outcomes = record_failures(
+            failures,
+            max_attempts=self.settings.max_attempts,
+            backoff_base=self.settings.backoff_base,
+            backoff_max=self.settings.backoff_max,
+        )
+        errors = {f.message.id: f.error for f in failures}
+        for row_id, event_id, parked in outcomes:
+            if parked:
+                logger.error("event %s parked: %s", event_id, errors[row_id])
+            else:
+                logger.warning("event %s not published, will retry: %s", event_id, errors[row_id])
+
+    def _log_batch(
+        self, batch: list[OutboxMessage], published: list[OutboxMessage], failures: list[Failure]
+    ) -> None:
+        for message in published:
+            logger.debug(
+                "published event %s %s %s:%s#%d",
+                message.event_id,
+                message.type,
+                message.aggregate_type,
+                message.aggregate_id,
+                message.sequence,
+            )
+        logger.info(
+            "batch: %d claimed, %d published, %d failed, %d left for later (events %s..%s)",
+            len(batch),
+            len(published),
+            len(failures),
+            len(batch) - len(published) - len(failures),
+            batch[0].event_id,
+            batch[-1].event_id,
+        )
+
+    def _leased_partitions(self) -> list[int]:
+        now = time.monotonic()
+        if now >= self._next_rebalance or not self.leases.held:
+            before = self.leases.held
+            after = self.leases.rebalance()
+            if after != before:
+                logger.info("leased partitions: %s", _ranges(after) or "none")
+            self._next_rebalance = now + self.settings.lease_interval
+        return self.leases.held
+
+    def _disconnect(self, exc: BaseException) -> None:
+        """Drop every connection after an error; they are re-opened on the next iteration."""
+        logger.warning("connection problem, reconnecting: %s: %s", type(exc).__name__, exc)
+        self.publisher.close()
+        self.wakeup.close()
+        # The partition locks died with the session (or will): forget them and re-lease.
+        self.leases.held = []
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+
+    def _shutdown(self) -> None:
+        try:
+            if self.leases.held:
+                self.leases.release_all()
+        except DatabaseError:
+            pass  # the session is gone, and its locks with it
+        self.publisher.close()
+        self.wakeup.close()
+        logger.info("relay stopped, %d events published", self.published_total)
+
+
+def _backoff(cap: float) -> Iterator[float]:
+    """Reconnect delays: 0.5 s doubling up to ``cap``, with jitter so relays do not stampede."""
+    delay = 0.5
+    while True:
+        yield min(delay, cap) * (0.5 + random.random() / 2)
+        delay *= 2
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Compact "0-3,8" form of a sorted list of partitions, for logs."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)

@@ -1,0 +1,187 @@
+"""Test helpers: a real RabbitMQ, a relay subprocess, and a tiny TCP proxy to cut the network."""
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import amqp
+from django.db import connection
+
+from outbox.broker import connect
+from outbox.conf import get_settings
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def make_payload(order_id: str = "o-1", total: str = "10.00") -> dict:
+    """A valid payload for the test event types of conftest."""
+    return {"order_id": order_id, "total": total, "lines": [{"sku": "shoe", "quantity": 1}]}
+
+
+def broker_connection() -> amqp.Connection:
+    return connect(get_settings().broker_url)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+def bind_queue(channel: amqp.Channel, exchange: str, routing_key: str = "#", **arguments) -> str:
+    """An exclusive, server-named queue bound to ``exchange``: what the test consumes from."""
+    queue, _, _ = channel.queue_declare("", exclusive=True, arguments=arguments or None)
+    channel.queue_bind(queue, exchange, routing_key)
+    return queue
+
+
+def get_messages(
+    channel: amqp.Channel, queue: str, count: int, timeout: float = 10.0
+) -> list[amqp.Message]:
+    """Read until ``count`` messages arrived (or ``timeout``), then ack them all."""
+    received: list[amqp.Message] = []
+    deadline = time.monotonic() + timeout
+    while len(received) < count and time.monotonic() < deadline:
+        message = channel.basic_get(queue, no_ack=True)
+        if message is None:
+            time.sleep(0.02)
+        else:
+            received.append(message)
+    return received
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def database_url() -> str:
+    """The URL of the database the tests run on (pytest-django's test database)."""
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class RelayProcess:
+    """``manage.py relay_outbox`` as a real child process on the test database."""
+
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+        self.log_path = tmp_path / f"relay-{uuid.uuid4().hex[:6]}.log"
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "fitness.settings.test"),
+            "DATABASE_URL": database_url(),
+            "OUTBOX_BROKER_URL": get_settings().broker_url,
+            "OUTBOX_RECONNECT_MAX_DELAY": "0.5",
+            "OUTBOX_LEASE_INTERVAL": "0.2",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "relay_outbox", *args],
+            cwd=BASE_DIR,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
+        wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, text)
+        assert text in self.log, f"relay exited ({self.process.returncode}) without {text!r}:\n{self.log}"
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+
+
+class TcpProxy:
+    """Forwards a local port to RabbitMQ; can refuse connections and cut the live ones."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()  # nothing listens on `port` until start(): connections are refused
+        self._server: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connections = 0
+
+    def start(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening and cut every connection (as if the broker went away)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for sock in [*self._sockets, self._server]:
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        self._sockets, self._server = [], None
+
+    def _serve(self) -> None:
+        selector = selectors.DefaultSelector()
+        assert self._server is not None
+        self._server.setblocking(False)
+        selector.register(self._server, selectors.EVENT_READ, None)
+        while not self._stop.is_set():
+            for key, _ in selector.select(timeout=0.05):
+                if key.data is None:
+                    client, _ = self._server.accept()
+                    upstream = socket.create_connection(self.target)
+                    self.connections += 1
+                    self._sockets += [client, upstream]
+                    selector.register(client, selectors.EVENT_READ, upstream)
+                    selector.register(upstream, selectors.EVENT_READ, client)
+                    continue
+                try:
+                    data = key.fileobj.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    key.data.sendall(data)
+                else:
+                    for sock in (key.fileobj, key.data):
+                        try:
+                            selector.unregister(sock)
+                        except (KeyError, ValueError):
+                            pass
+                        sock.close()
+        selector.close()

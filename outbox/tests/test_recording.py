@@ -1,0 +1,164 @@
+"""record_event: inside the caller's transaction, validated, with a full CloudEvents envelope."""
+
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+
+from outbox.exceptions import InvalidPayload, NotInTransaction, UnknownEventType
+from outbox.models import OutboxMessage
+from outbox.partitioning import partition_for
+from outbox.recording import record_event
+from outbox.registry import EventType
+
+from .helpers import make_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def test_record_fills_the_envelope(event_type, settings):
+    settings.OUTBOX_SOURCE = "test.service"
+    settings.OUTBOX_PARTITIONS = 8
+
+    with transaction.atomic():
+        message = record_event(
+            event_type,
+            aggregate_id="o-42",
+            payload=make_payload("o-42"),
+            causation_id="cause-1",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+
+    message.refresh_from_db()
+    assert isinstance(message.event_id, uuid.UUID)
+    assert message.source == "test.service"
+    assert (message.type, message.schema_version) == (event_type.type, 1)
+    assert (message.aggregate_type, message.aggregate_id, message.sequence) == ("order", "o-42", 1)
+    assert message.correlation_id == str(message.event_id)  # a saga's first event
+    assert message.causation_id == "cause-1"
+    assert (message.exchange, message.routing_key) == (event_type.exchange, event_type.type)
+    assert message.partition == partition_for("order", "o-42", 8)
+    assert message.payload == make_payload("o-42")
+    assert message.headers["traceparent"].startswith("00-0af7")
+    assert message.state == OutboxMessage.State.PENDING
+    assert message.attempts == 0
+    assert message.created_at is not None and message.next_attempt_at is not None
+
+
+def test_sequence_is_per_aggregate_and_correlation_is_kept(event_type):
+    with transaction.atomic():
+        a1 = record_event(event_type, aggregate_id="a", payload=make_payload(), correlation_id="c")
+        b1 = record_event(event_type, aggregate_id="b", payload=make_payload())
+        a2 = record_event(event_type, aggregate_id="a", payload=make_payload(), correlation_id="c")
+
+    assert (a1.sequence, a2.sequence, b1.sequence) == (1, 2, 1)
+    assert a1.correlation_id == a2.correlation_id == "c"
+
+
+def test_rolled_back_event_leaves_no_row_and_no_gap(event_type):
+    with transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload())
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload())
+        raise RuntimeError("the business change failed")
+    with transaction.atomic():
+        third = record_event(event_type, aggregate_id="a", payload=make_payload())
+
+    assert OutboxMessage.objects.filter(aggregate_id="a").count() == 2
+    assert third.sequence == 2  # the rolled-back number was handed out again: gap-free
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_outside_a_transaction_is_refused(event_type):
+    with pytest.raises(NotInTransaction, match=r"transaction\.atomic"):
+        record_event(event_type, aggregate_id="a", payload=make_payload())
+
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("bad_payload", "path", "reason"),
+    [
+        ({"total": "1.00"}, "$", "'order_id' is a required property"),
+        (make_payload(total="1.5"), "$.total", "does not match"),
+        (
+            {**make_payload(), "lines": [{"sku": "x", "quantity": 0}]},
+            "$.lines[0].quantity",
+            "less than the minimum",
+        ),
+        (["not", "an", "object"], "$", "JSON object"),
+    ],
+)
+def test_invalid_payload_is_refused_with_its_path(event_type, bad_payload, path, reason):
+    with pytest.raises(InvalidPayload) as error, transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=bad_payload)
+
+    assert error.value.path == path
+    assert reason in error.value.reason
+    assert event_type.type in str(error.value)
+
+
+def test_non_json_values_are_refused_clearly(event_type):
+    with pytest.raises(InvalidPayload, match="pass decimals"), transaction.atomic():
+        record_event(
+            event_type, aggregate_id="a", payload={"order_id": "a", "total": Decimal("1.00")}
+        )
+
+
+def test_reserved_or_odd_headers_are_refused(event_type):
+    with pytest.raises(InvalidPayload, match="ce-"), transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload(), headers={"ce-id": "x"})
+    with pytest.raises(InvalidPayload, match="str, int or bool"), transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload(), headers={"x": 1.5})
+
+
+def test_unregistered_event_type_is_refused(event_type):
+    stranger = EventType(
+        type="test.never.registered",
+        version=1,
+        exchange="x",
+        aggregate_type="order",
+        schema={},
+        description="Never registered.",
+    )
+    with pytest.raises(UnknownEventType), transaction.atomic():
+        record_event(stranger, aggregate_id="a", payload={})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_of_one_aggregate_are_serialised_in_commit_order(event_type):
+    # Given a transaction that recorded an event for aggregate "a" and has not committed yet
+    first_recorded, release_first = threading.Event(), threading.Event()
+
+    def first_writer() -> None:
+        try:
+            with transaction.atomic():
+                record_event(event_type, aggregate_id="a", payload=make_payload("first"))
+                first_recorded.set()
+                release_first.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    assert first_recorded.wait(10)
+
+    # When a second writer records for "a" (it waits on the first one's sequence row lock)
+    def release_soon() -> None:
+        time.sleep(0.3)
+        release_first.set()
+
+    threading.Thread(target=release_soon).start()
+    started = time.monotonic()
+    with transaction.atomic():
+        second = record_event(event_type, aggregate_id="a", payload=make_payload("second"))
+    thread.join(10)
+
+    # Then it got the next number only once the first had committed
+    assert time.monotonic() - started >= 0.25
+    first = OutboxMessage.objects.get(payload__order_id="first")
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert first.id < second.id
