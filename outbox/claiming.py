@@ -8,7 +8,7 @@ from ``FOR UPDATE SKIP LOCKED``, which would let two relays split one aggregate'
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import connection
+from django.db import connections
 from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Now
 
@@ -31,19 +31,21 @@ RETURNING m.id, m.event_id, m.parked_at IS NOT NULL
 """
 
 
-def claim_batch(*, partitions: Iterable[int], limit: int) -> list[OutboxMessage]:
+def claim_batch(
+    *, partitions: Iterable[int], limit: int, using: str = "default"
+) -> list[OutboxMessage]:
     """The next rows to publish in ``partitions``: due, pending, oldest first.
 
     Always a fresh scan of pending rows in id order, never an ``id > last_seen`` cursor: ids are
     taken before commit, so a row with a smaller id can become visible after a larger one and a
     cursor would skip it for good. A row is held back while an earlier row of its aggregate is
     waiting for a retry, so it cannot overtake it. Earlier rows that are due are in the same
-    batch (per aggregate, ids grow with sequence), and ``publish_waves`` keeps them first.
+    batch (per aggregate, ids grow with sequence), and ``plan_waves`` keeps them first.
     """
     partitions = list(partitions)
     if not partitions:
         return []
-    waiting_predecessor = OutboxMessage.objects.filter(
+    waiting_predecessor = OutboxMessage.objects.using(using).filter(
         PENDING,
         aggregate_type=OuterRef("aggregate_type"),
         aggregate_id=OuterRef("aggregate_id"),
@@ -51,7 +53,8 @@ def claim_batch(*, partitions: Iterable[int], limit: int) -> list[OutboxMessage]
         next_attempt_at__gt=Now(),
     )
     return list(
-        OutboxMessage.objects.filter(PENDING, partition__in=partitions, next_attempt_at__lte=Now())
+        OutboxMessage.objects.using(using)
+        .filter(PENDING, partition__in=partitions, next_attempt_at__lte=Now())
         .filter(~Exists(waiting_predecessor))
         .order_by("id")[:limit]
     )
@@ -79,17 +82,24 @@ def plan_waves(messages: list[OutboxMessage]) -> list[list[OutboxMessage]]:
     return waves
 
 
-def mark_published(messages: list[OutboxMessage]) -> int:
+def mark_published(messages: list[OutboxMessage], *, using: str = "default") -> int:
     """Mark rows published, in one UPDATE; returns how many rows changed."""
     if not messages:
         return 0
-    return OutboxMessage.objects.filter(
-        id__in=[m.id for m in messages], published_at__isnull=True
-    ).update(published_at=Now(), attempts=F("attempts") + 1)
+    return (
+        OutboxMessage.objects.using(using)
+        .filter(id__in=[m.id for m in messages], published_at__isnull=True)
+        .update(published_at=Now(), attempts=F("attempts") + 1)
+    )
 
 
 def record_failures(
-    failures: list[Failure], *, max_attempts: int, backoff_base: float, backoff_max: float
+    failures: list[Failure],
+    *,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    using: str = "default",
 ) -> list[tuple[int, str, bool]]:
     """Count a failed attempt on each row, schedule its retry, and park it when out of attempts.
 
@@ -105,6 +115,6 @@ def record_failures(
         "base": backoff_base,
         "cap": backoff_max,
     }
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(RECORD_FAILURES_SQL, params)
         return [(row[0], str(row[1]), bool(row[2])) for row in cursor.fetchall()]

@@ -13,7 +13,7 @@ re-opened connection (which holds nothing) can never publish a partition it no l
 
 import math
 
-from django.db import connection
+from django.db import connections
 
 # Advisory locks in the two-key form (classid, objid); classid marks them as ours ("ob").
 LOCK_NAMESPACE = 0x6F62
@@ -30,7 +30,8 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objsubid = 
 class PartitionLeases:
     """Lease a fair share of ``candidates`` (out of ``total`` partitions) for this relay."""
 
-    def __init__(self, *, candidates: list[int], total: int) -> None:
+    def __init__(self, *, candidates: list[int], total: int, using: str = "default") -> None:
+        self.using = using
         self.candidates = sorted(candidates)
         self.total = total
         self.held: list[int] = []
@@ -57,13 +58,13 @@ class PartitionLeases:
 
     def release_all(self) -> None:
         """Give every partition back (on shutdown; also implied by closing the session)."""
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock_all()")
         self.held = []
 
     def _snapshot(self) -> tuple[int, set[int], set[int]]:
         """Return (relays present, keys we hold, partitions other relays hold)."""
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             cursor.execute(HELD_LOCKS_SQL, [LOCK_NAMESPACE])
             rows = cursor.fetchall()
         relays = sum(1 for key, _ in rows if key == PRESENCE_KEY)
@@ -71,9 +72,8 @@ class PartitionLeases:
         taken = {key for key, is_mine in rows if not is_mine and key != PRESENCE_KEY}
         return relays, mine, taken
 
-    @staticmethod
-    def _call(function: str, key: int) -> object:
+    def _call(self, function: str, key: int) -> object:
         """Call one of the two-key advisory lock functions (a constant name, never user input)."""
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             cursor.execute(f"SELECT {function}(%s, %s)", [LOCK_NAMESPACE, key])
             return cursor.fetchone()[0]

@@ -11,6 +11,7 @@ relay from ~1k to >10k msg/s. Each row ends the round in exactly one bucket:
   untouched and published again later (consumers deduplicate by event id).
 """
 
+import contextlib
 import logging
 import re
 import time
@@ -140,25 +141,31 @@ class Publisher:
         try:
             self._check_channel.exchange_declare(name, "topic", passive=True)
         except amqp.exceptions.NotFound:
-            self._check_channel = None  # closed by the broker; open a fresh one next time
+            # The broker closed the channel; py-amqp re-opens it in place, so keep it if it did.
+            if not self._check_channel.is_open:
+                self._check_channel = None
             return False
         self._known_exchanges.add(name)
         return True
 
     def _confirm_round(self, to_send: list[tuple[OutboxMessage, bytes]]) -> None:
         channel = self._publish_channel()
-        self._inflight, self._returned = {}, {}
-        for message, body in to_send:
-            self._last_tag += 1
-            self._inflight[self._last_tag] = message
-            channel.basic_publish(
-                to_amqp(message, body),
-                exchange=message.exchange,
-                routing_key=message.routing_key,
-                mandatory=True,
-            )
-        deadline = time.monotonic() + self.confirm_timeout
+        # Tags are known up front (the channel numbers publishes 1, 2, ...), so a channel error
+        # half-way through the loop still accounts for the rows that were never sent.
+        first_tag = self._last_tag + 1
+        self._inflight = {first_tag + i: message for i, (message, _) in enumerate(to_send)}
+        self._returned = {}
+        self._last_tag += len(to_send)
         try:
+            for message, body in to_send:
+                # py-amqp may read incoming frames here too (acks, or the channel's closing).
+                channel.basic_publish(
+                    to_amqp(message, body),
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    mandatory=True,
+                )
+            deadline = time.monotonic() + self.confirm_timeout
             while self._inflight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -175,7 +182,11 @@ class Publisher:
         cannot tell, so every unsettled row is failed: retries with backoff sort them out.
         """
         logger.warning("broker closed the publishing channel: %s", exc)
-        self._channel = None
+        # py-amqp re-opened it in place, but without confirm mode: close it, start afresh.
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(amqp.exceptions.AMQPError, *CONNECTION_ERRORS):
+                channel.close()
         self._known_exchanges.clear()
         match = EXCHANGE_IN_ERROR.search(str(exc))
         culprit = match.group(1) if match else None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from django.db import Error as DatabaseError
-from django.db import connection
+from django.db import connections
 
 from outbox.broker import CONNECTION_ERRORS
 from outbox.claiming import claim_batch, mark_published, plan_waves, record_failures
@@ -53,19 +53,23 @@ class Relay:
         partitions: list[int] | None = None,
         once: bool = False,
         settings: OutboxSettings | None = None,
+        using: str = "default",
     ) -> None:
         self.settings = settings or get_settings()
+        self.using = using
         self.batch_size = batch_size or self.settings.batch_size
         self.once = once
         candidates = partitions if partitions is not None else range(self.settings.partitions)
-        self.leases = PartitionLeases(candidates=list(candidates), total=self.settings.partitions)
+        self.leases = PartitionLeases(
+            candidates=list(candidates), total=self.settings.partitions, using=using
+        )
         self.publisher = Publisher(
             url=self.settings.broker_url,
             confirm_timeout=self.settings.confirm_timeout,
             max_message_bytes=self.settings.max_message_bytes,
             connect_timeout=self.settings.connect_timeout,
         )
-        self.wakeup = Wakeup()
+        self.wakeup = Wakeup(using=using)
         self.published_total = 0
         self._stopping = False
         self._next_rebalance = 0.0
@@ -85,7 +89,8 @@ class Relay:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         logger.info(
-            "relay starting: batch size %d, %d partitions, candidates %s",
+            "relay starting on database %r: batch size %d, %d partitions, candidates %s",
+            self.using,
             self.batch_size,
             self.settings.partitions,
             _ranges(self.leases.candidates),
@@ -102,9 +107,10 @@ class Relay:
                     self._sleep(next(delays))
                     continue
                 delays = _backoff(self.settings.reconnect_max_delay)
-                if claimed == 0 and self.once:
-                    break
-                if claimed < self.batch_size:
+                if self.once:
+                    if claimed == 0:
+                        break
+                elif claimed < self.batch_size:
                     # A full batch means more is probably due: go again without waiting.
                     self.wakeup.wait(self.settings.poll_interval, lambda: self._stopping)
         finally:
@@ -118,7 +124,7 @@ class Relay:
             logger.info("connected to the broker")
         self.wakeup.prime()
         partitions = self._leased_partitions()
-        batch = claim_batch(partitions=partitions, limit=self.batch_size)
+        batch = claim_batch(partitions=partitions, limit=self.batch_size, using=self.using)
         if batch:
             self.process(batch)
         return len(batch)
@@ -145,7 +151,7 @@ class Relay:
         if self._test_pause and published:
             logger.warning("%s: pausing %.1fs before marking", TEST_PAUSE_ENV, self._test_pause)
             time.sleep(self._test_pause)
-        mark_published(published)
+        mark_published(published, using=self.using)
         self._record_failures(failures)
         self.published_total += len(published)
         self._log_batch(batch, published, failures)
@@ -158,6 +164,7 @@ class Relay:
             max_attempts=self.settings.max_attempts,
             backoff_base=self.settings.backoff_base,
             backoff_max=self.settings.backoff_max,
+            using=self.using,
         )
         errors = {f.message.id: f.error for f in failures}
         for row_id, event_id, parked in outcomes:
@@ -206,7 +213,7 @@ class Relay:
         # The partition locks died with the session (or will): forget them and re-lease.
         self.leases.held = []
         with contextlib.suppress(DatabaseError):
-            connection.close()
+            connections[self.using].close()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

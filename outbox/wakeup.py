@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from django.db import connection
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ SLICE_SECONDS = 0.25
 class Wakeup:
     """A LISTEN session of its own, in autocommit, separate from the relay's working connection."""
 
-    def __init__(self, channel: str = CHANNEL) -> None:
+    def __init__(self, channel: str = CHANNEL, using: str = "default") -> None:
         self.channel = channel
+        self.using = using
         self._conn: psycopg.Connection | None = None
 
     def prime(self) -> None:
@@ -69,7 +70,7 @@ class Wakeup:
                 conn.close()
 
     def _connect(self) -> None:
-        params = connection.get_connection_params()
+        params = connections[self.using].get_connection_params()
         # Django's cursor class and adapters are for its own connections; a plain one suffices.
         params.pop("cursor_factory", None)
         params.pop("context", None)

@@ -1,5 +1,6 @@
 """Test helpers: a real RabbitMQ, a relay subprocess, and a tiny TCP proxy to cut the network."""
 
+import contextlib
 import os
 import selectors
 import signal
@@ -80,7 +81,9 @@ class RelayProcess:
         self.log_path = tmp_path / f"relay-{uuid.uuid4().hex[:6]}.log"
         environment = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "fitness.settings.test"),
+            "DJANGO_SETTINGS_MODULE": os.environ.get(
+                "DJANGO_SETTINGS_MODULE", "fitness.settings.test"
+            ),
             "DATABASE_URL": database_url(),
             "OUTBOX_BROKER_URL": get_settings().broker_url,
             "OUTBOX_RECONNECT_MAX_DELAY": "0.5",
@@ -103,7 +106,8 @@ class RelayProcess:
 
     def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
         wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, text)
-        assert text in self.log, f"relay exited ({self.process.returncode}) without {text!r}:\n{self.log}"
+        exited = self.process.returncode
+        assert text in self.log, f"relay exited ({exited}) without {text!r}:\n{self.log}"
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -150,10 +154,8 @@ class TcpProxy:
             self._thread.join(5)
         for sock in [*self._sockets, self._server]:
             if sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
         self._sockets, self._server = [], None
 
     def _serve(self) -> None:
@@ -179,9 +181,7 @@ class TcpProxy:
                     key.data.sendall(data)
                 else:
                     for sock in (key.fileobj, key.data):
-                        try:
+                        with contextlib.suppress(KeyError, ValueError):
                             selector.unregister(sock)
-                        except (KeyError, ValueError):
-                            pass
                         sock.close()
         selector.close()

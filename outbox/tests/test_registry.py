@@ -59,7 +59,7 @@ def test_new_version_is_a_separate_event_type(registered):
 
 
 def test_unknown_event_type():
-    with pytest.raises(UnknownEventType, match="nope.never"):
+    with pytest.raises(UnknownEventType, match=r"nope\.never"):
         get_event_type("nope.never", 3)
 
 

@@ -22,6 +22,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--batch-size", type=int, help="Rows per batch (OUTBOX_BATCH_SIZE).")
         parser.add_argument(
+            "--database",
+            default="default",
+            help="Database alias whose outbox to relay (one relay set per physical database).",
+        )
+        parser.add_argument(
             "--partitions",
             help='Only lease these partitions, e.g. "0-7" or "0,2,4" (default: all).',
         )
@@ -36,7 +41,12 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        relay = Relay(batch_size=options["batch_size"], partitions=partitions, once=options["once"])
+        relay = Relay(
+            batch_size=options["batch_size"],
+            partitions=partitions,
+            once=options["once"],
+            using=options["database"],
+        )
         try:
             published = relay.run(install_signal_handlers=True)
         except RelayConnectionError as exc:

@@ -1,0 +1,186 @@
+"""Rows that cannot be published are retried with backoff and parked; the others keep flowing."""
+
+import json
+import time
+
+import pytest
+from django.db import transaction
+
+from outbox.conf import get_settings
+from outbox.models import OutboxMessage
+from outbox.publisher import Publisher
+from outbox.recording import record_event
+from outbox.relay import Relay
+from outbox.services import outbox_message_retry
+
+from .helpers import bind_queue, get_messages, make_payload, unique
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(settings):
+    settings.OUTBOX_MAX_ATTEMPTS = 2
+    settings.OUTBOX_BACKOFF_BASE = 0.01
+    settings.OUTBOX_BACKOFF_MAX = 0.05
+
+
+def relay_once() -> int:
+    return Relay(once=True).run()
+
+
+def record(event_type, aggregate_id: str) -> OutboxMessage:
+    with transaction.atomic():
+        payload = make_payload(aggregate_id)
+        return record_event(event_type, aggregate_id=aggregate_id, payload=payload)
+
+
+def published_ids(broker, queue: str, count: int) -> list[str]:
+    return [m.properties["message_id"] for m in get_messages(broker, queue, count, timeout=2)]
+
+
+def test_unroutable_row_is_retried_then_parked_while_others_flow(make_event_type, broker):
+    # Given an event nobody is bound to (mandatory makes it come back) next to a routable one
+    shared_exchange = unique("test.outbox")
+    routed = make_event_type(exchange=shared_exchange)
+    unroutable = make_event_type(exchange=shared_exchange)
+    queue = bind_queue(broker, shared_exchange, routed.type)
+    bad = record(unroutable, "o-bad")
+    good = record(routed, "o-good")
+
+    # When the relay runs
+    relay_once()
+
+    # Then the routable one is published, the other one waits for a retry with its error
+    assert published_ids(broker, queue, 1) == [str(good.event_id)]
+    bad.refresh_from_db()
+    assert (bad.state, bad.attempts) == (OutboxMessage.State.PENDING, 1)
+    assert "NO_ROUTE" in bad.last_error
+    assert bad.next_attempt_at > bad.created_at
+
+    # And after its last attempt it is parked, keeping the error
+    time.sleep(0.1)
+    relay_once()
+    bad.refresh_from_db()
+    assert (bad.state, bad.attempts) == (OutboxMessage.State.PARKED, 2)
+    assert "NO_ROUTE" in bad.last_error
+
+
+def test_row_for_a_missing_exchange_does_not_spoil_its_batch(make_event_type, broker):
+    missing = make_event_type(declare=False)
+    present = make_event_type()
+    queue = bind_queue(broker, present.exchange)
+    before = record(present, "o-1")
+    bad = record(missing, "o-2")
+    after = record(present, "o-3")
+
+    relay_once()
+
+    assert published_ids(broker, queue, 2) == [str(before.event_id), str(after.event_id)]
+    bad.refresh_from_db()
+    assert bad.state == OutboxMessage.State.PENDING
+    assert "does not exist" in bad.last_error
+
+
+def test_exchange_deleted_under_a_live_channel(make_event_type, broker):
+    # Given a publisher that already knows exchange X exists
+    doomed, survivor = make_event_type(), make_event_type()
+    queue = bind_queue(broker, survivor.exchange)
+    bind_queue(broker, doomed.exchange)
+    publisher = Publisher(url=get_settings().broker_url, confirm_timeout=5, max_message_bytes=10**6)
+    publisher.connect()
+    try:
+        assert publisher.publish([record(doomed, "o-1")]).published
+
+        # When X is deleted and a round mixes rows for X and for another exchange
+        broker.exchange_delete(doomed.exchange)
+        lost, bystander = record(doomed, "o-2"), record(survivor, "o-3")
+        result = publisher.publish([lost, bystander])
+
+        # Then the broker closed the channel: X's row failed, the bystander is left for later
+        assert [f.message.id for f in result.failed] == [lost.id]
+        assert "NOT_FOUND" in result.failed[0].error
+        assert [m.id for m in result.unsettled] == [bystander.id]
+
+        # And the publisher recovers on a fresh channel
+        assert [m.id for m in publisher.publish([bystander]).published] == [bystander.id]
+        assert published_ids(broker, queue, 1) == [str(bystander.event_id)]
+    finally:
+        publisher.close()
+
+
+def test_too_large_row_is_parked_at_once(event_type, broker, settings):
+    settings.OUTBOX_MAX_MESSAGE_BYTES = 1500
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        huge = record_event(
+            event_type,
+            aggregate_id="o-1",
+            payload={**make_payload("o-1"), "lines": [{"sku": "x" * 2000, "quantity": 1}]},
+        )
+    small = record(event_type, "o-2")
+
+    relay_once()
+
+    assert published_ids(broker, queue, 1) == [str(small.event_id)]
+    huge.refresh_from_db()
+    assert (huge.state, huge.attempts) == (OutboxMessage.State.PARKED, 1)
+    assert "too large" in huge.last_error
+
+
+def test_broker_nack_is_a_failed_attempt(event_type, broker):
+    # A full queue that rejects publishes makes RabbitMQ nack the message
+    bind_queue(broker, event_type.exchange, **{"x-max-length": 0, "x-overflow": "reject-publish"})
+    row = record(event_type, "o-1")
+
+    relay_once()
+
+    row.refresh_from_db()
+    assert (row.state, row.attempts, row.last_error) == (
+        OutboxMessage.State.PENDING,
+        1,
+        "nacked by the broker",
+    )
+
+
+def test_later_events_of_a_failing_aggregate_wait_for_it(make_event_type, broker):
+    # Given aggregate "a" whose first event is unroutable and whose second is routable
+    exchange = unique("test.outbox")
+    unroutable, routed = make_event_type(exchange=exchange), make_event_type(exchange=exchange)
+    queue = bind_queue(broker, exchange, routed.type)
+    first = record(unroutable, "a")
+    second = record(routed, "a")
+    other = record(routed, "b")
+
+    # When the relay runs: "a"'s second event must not overtake its first; "b" is not held up
+    relay_once()
+    assert published_ids(broker, queue, 1) == [str(other.event_id)]
+    second.refresh_from_db()
+    assert (second.state, second.attempts) == (OutboxMessage.State.PENDING, 0)
+
+    # Once the first is parked (an operator's decision point), the second goes out
+    time.sleep(0.1)
+    relay_once()
+    first.refresh_from_db()
+    assert first.state == OutboxMessage.State.PARKED
+    assert published_ids(broker, queue, 1) == [str(second.event_id)]
+
+
+def test_parked_row_is_published_after_retry_now(make_event_type, broker):
+    exchange = unique("test.outbox")
+    event_type = make_event_type(exchange=exchange)
+    row = record(event_type, "o-1")
+    relay_once()
+    time.sleep(0.1)
+    relay_once()
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.State.PARKED
+
+    # When the cause is fixed (a consumer binds) and an operator retries the row
+    queue = bind_queue(broker, exchange)
+    assert outbox_message_retry(message_ids=[row.id]) == 1
+    relay_once()
+
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.State.PUBLISHED
+    assert [json.loads(m.body)["order_id"] for m in get_messages(broker, queue, 1)] == ["o-1"]

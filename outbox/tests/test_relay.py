@@ -1,0 +1,133 @@
+"""The relay in-process against the real PostgreSQL and RabbitMQ: what reaches the broker."""
+
+import json
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from outbox.models import OutboxMessage
+from outbox.recording import record_event
+from outbox.relay import Relay
+
+from .helpers import bind_queue, get_messages, make_payload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def relay_once(**kwargs) -> int:
+    return Relay(once=True, **kwargs).run()
+
+
+def test_committed_event_is_published_once_with_its_envelope(event_type, broker):
+    # Given a consumer queue bound to the event type's exchange, and a committed event
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        recorded = record_event(
+            event_type,
+            aggregate_id="o-1",
+            payload=make_payload("o-1"),
+            correlation_id="corr-1",
+            causation_id="cause-1",
+            headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        )
+
+    # When the relay drains the outbox
+    published = relay_once()
+
+    # Then exactly one message arrived, with the CloudEvents envelope in properties and headers
+    assert published == 1
+    messages = get_messages(broker, queue, 2, timeout=0.5)
+    assert len(messages) == 1
+    message = messages[0]
+    assert json.loads(message.body) == make_payload("o-1")
+    props = message.properties
+    assert props["message_id"] == str(recorded.event_id)
+    assert props["content_type"] == "application/json"
+    assert props["delivery_mode"] == 2
+    assert props["type"] == event_type.type
+    assert props["correlation_id"] == "corr-1"
+    headers = props["application_headers"]
+    assert headers["ce-id"] == str(recorded.event_id)
+    assert headers["ce-specversion"] == "1.0"
+    assert headers["ce-source"] == "fitness.monolith"
+    assert headers["ce-type"] == event_type.type
+    assert headers["ce-subject"] == "o-1"
+    assert headers["ce-dataversion"] == 1
+    assert headers["ce-sequence"] == 1
+    assert headers["ce-correlationid"] == "corr-1"
+    assert headers["ce-causationid"] == "cause-1"
+    assert headers["ce-time"].endswith("Z")
+    assert headers["traceparent"] == headers["ce-traceparent"]
+    assert message.delivery_info["routing_key"] == event_type.type
+    recorded.refresh_from_db()
+    assert recorded.state == OutboxMessage.State.PUBLISHED
+    assert recorded.attempts == 1
+
+    # And a second run publishes nothing more
+    assert relay_once() == 0
+    assert get_messages(broker, queue, 1, timeout=0.3) == []
+
+
+def test_rolled_back_event_is_never_published(event_type, broker):
+    queue = bind_queue(broker, event_type.exchange)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_event(event_type, aggregate_id="o-1", payload=make_payload())
+        raise RuntimeError("payment failed, the order is not placed")
+
+    assert relay_once() == 0
+    assert not OutboxMessage.objects.exists()
+    assert get_messages(broker, queue, 1, timeout=0.3) == []
+
+
+def test_a_row_committed_after_a_later_id_is_not_skipped(make_event_type, broker):
+    # Given transaction A records first (smaller id) but commits after transaction B
+    event_type = make_event_type()
+    queue = bind_queue(broker, event_type.exchange)
+    a_recorded, a_may_commit = threading.Event(), threading.Event()
+
+    def transaction_a() -> None:
+        try:
+            with transaction.atomic():
+                record_event(event_type, aggregate_id="a", payload=make_payload("a"))
+                a_recorded.set()
+                a_may_commit.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=transaction_a)
+    thread.start()
+    assert a_recorded.wait(10)
+    with transaction.atomic():
+        b = record_event(event_type, aggregate_id="b", payload=make_payload("b"))
+
+    # When the relay runs between the two commits, and again after A committed
+    assert relay_once() == 1
+    a_may_commit.set()
+    thread.join(10)
+    assert relay_once() == 1
+
+    # Then both were published: A's smaller id was not passed over
+    a = OutboxMessage.objects.get(aggregate_id="a")
+    assert a.id < b.id
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+    bodies = [json.loads(m.body)["order_id"] for m in get_messages(broker, queue, 2)]
+    assert bodies == ["b", "a"]
+
+
+def test_many_events_keep_their_order_per_aggregate(event_type, broker):
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        for n in range(60):
+            record_event(event_type, aggregate_id=f"o-{n % 7}", payload=make_payload(str(n)))
+
+    # A small batch size forces several batches, each with several events per aggregate
+    assert relay_once(batch_size=16) == 60
+
+    sequences: dict[str, list[int]] = {}
+    for message in get_messages(broker, queue, 60):
+        headers = message.properties["application_headers"]
+        sequences.setdefault(headers["ce-subject"], []).append(headers["ce-sequence"])
+    assert sum(len(s) for s in sequences.values()) == 60
+    for subject, seen in sequences.items():
+        assert seen == list(range(1, len(seen) + 1)), subject
