@@ -20,9 +20,9 @@ as `Authorization: Bearer <token>`. Cart and order endpoints answer 401 without 
 **Errors.** Every error has the same body, whatever raised it:
 `{"detail": "Validation failed", "errors": [{"field": "card.number", "message": "..."}]}`.
 `field` is a dotted path into the request body; `errors` is empty when no field is to blame.
-Bad input is 422 and changes nothing. Another customer's order or cart item is 404, like a
-missing one. An unknown `product_id` in the body of `POST /api/cart/items` is a 422 on field
-`product_id`; an unknown product in the URL is a 404.
+Bad input is 422 (400 for a body that is not JSON) and changes nothing. Another customer's
+order or cart item is 404, like a missing one. An unknown `product_id` in the body of
+`POST /api/cart/items` is a 422 on field `product_id`; an unknown product in the URL is a 404.
 
 **Money** is a string with two decimals (`"59.90"`), in the order's `currency`.
 """

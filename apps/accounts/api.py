@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.security import HttpBearer
 
 from apps.accounts.services import api_token_authenticate, api_token_issue, user_register
@@ -53,11 +53,11 @@ class TokenOut(Schema):
     summary="Create a customer account",
     description="422 names every bad field: a taken username, an invalid e-mail, a weak password.",
 )
-def register(request: HttpRequest, payload: RegisterIn) -> tuple[int, Any]:
+def register(request: HttpRequest, payload: RegisterIn) -> Status[Any]:
     customer = user_register(
         username=payload.username, email=payload.email, password=payload.password
     )
-    return 201, customer
+    return Status(201, customer)
 
 
 @router.post(

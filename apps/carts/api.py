@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field
 
 from apps.accounts.api import bearer_auth
@@ -63,14 +63,14 @@ def get_cart(request: HttpRequest) -> CartView:
         "part of the URL)."
     ),
 )
-def add_item(request: HttpRequest, payload: AddItemIn) -> tuple[int, CartView]:
+def add_item(request: HttpRequest, payload: AddItemIn) -> Status[CartView]:
     try:
         cart_add_item(
             customer=request.auth, product_id=payload.product_id, quantity=payload.quantity
         )
     except ProductNotFound as exc:
         raise CartError(exc.field, exc.message) from exc
-    return 201, cart_view(customer=request.auth)
+    return Status(201, cart_view(customer=request.auth))
 
 
 @router.patch(
@@ -89,6 +89,6 @@ def set_quantity(request: HttpRequest, product_id: Id, payload: SetQuantityIn) -
     response={204: None, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="Remove a product from the cart",
 )
-def remove_item(request: HttpRequest, product_id: Id) -> tuple[int, Any]:
+def remove_item(request: HttpRequest, product_id: Id) -> Status[Any]:
     cart_remove_item(customer=request.auth, product_id=product_id)
-    return 204, None
+    return Status(204, None)

@@ -5,7 +5,7 @@ Another customer's order answers 404 exactly like a missing one, so ids reveal n
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from apps.accounts.api import bearer_auth
 from apps.orders.exceptions import OrderNotFound
@@ -37,14 +37,14 @@ def _order(request: HttpRequest, order_id: int) -> Order:
         "Card `4000000000000002` is accepted but its payment will be declined."
     ),
 )
-def place_order(request: HttpRequest, payload: OrderIn) -> tuple[int, Order]:
+def place_order(request: HttpRequest, payload: OrderIn) -> Status[Order]:
     order = order_place(
         customer=request.auth,
         address=ShippingAddress(**payload.address.model_dump()),
         delivery=payload.delivery.value,
         card=CardInput(**payload.card.model_dump()),
     )
-    return 201, _order(request, order.pk)
+    return Status(201, _order(request, order.pk))
 
 
 @router.get(
