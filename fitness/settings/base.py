@@ -45,6 +45,7 @@ DJANGO_APPS = [
 THIRD_PARTY_APPS: list[str] = []
 LOCAL_APPS = [
     "outbox",
+    "outbox.consumer",
     "apps.accounts",
     "apps.catalog",
     "apps.carts",

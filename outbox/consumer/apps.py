@@ -1,0 +1,12 @@
+"""App configuration of the consumer framework (its own label, models and migrations)."""
+
+from django.apps import AppConfig
+
+
+class ConsumerConfig(AppConfig):
+    """The inbox tables; services register themselves from their own apps' ``ready()``."""
+
+    name = "outbox.consumer"
+    label = "outbox_consumer"
+    verbose_name = "Outbox consumers (inbox)"
+    default_auto_field = "django.db.models.BigAutoField"
