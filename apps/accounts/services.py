@@ -37,10 +37,15 @@ def _registration_errors(*, username: str, email: str, password: str) -> dict[st
         errors["username"] = "Use at most 150 letters, digits and @/./+/-/_ only."
     elif user_model.objects.filter(username__iexact=username).exists():
         errors["username"] = "This username is taken."
+    email_max_length = user_model._meta.get_field("email").max_length or 254
     try:
         validate_email(email)
     except ValidationError:
         errors["email"] = "Enter a valid e-mail address."
+    else:
+        # validate_email allows up to 320 characters; the column holds fewer.
+        if len(email) > email_max_length:
+            errors["email"] = f"Use at most {email_max_length} characters."
     try:
         validate_password(password, user_model(username=username, email=email))
     except ValidationError as exc:

@@ -17,7 +17,6 @@ router = Router(tags=["cart"], auth=bearer_auth)
 # Strict: "2", 2.5 and true are refused rather than coerced. The range (1 to the stock) is the
 # service's rule, so the API reports it with the same words as the web UI.
 Quantity = Annotated[int, Field(strict=True, description="Whole number, 1 to the stock.")]
-ERRORS = {401: ErrorOut, 404: ErrorOut, 422: ErrorOut}
 
 
 class CartItemOut(Schema):
@@ -55,7 +54,7 @@ def get_cart(request: HttpRequest) -> CartView:
 
 @router.post(
     "/cart/items",
-    response={201: CartOut, **ERRORS},
+    response={201: CartOut, 401: ErrorOut, 422: ErrorOut},
     summary="Add a product to the cart",
     description=(
         "Adds `quantity` on top of what is already in the cart. An unknown `product_id` is bad "
@@ -75,7 +74,7 @@ def add_item(request: HttpRequest, payload: AddItemIn) -> Status[CartView]:
 
 @router.patch(
     "/cart/items/{product_id}",
-    response={200: CartOut, **ERRORS},
+    response={200: CartOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="Change the quantity of a product in the cart",
     description="404 when the product is not in the caller's cart; remove it with DELETE.",
 )

@@ -9,15 +9,20 @@ from datetime import datetime
 from ninja import Schema
 from pydantic import Field
 
-from apps.orders.models import DeliveryMethod, Order, OrderLine, OrderTimelineEntry
+from apps.orders.models import DeliveryMethod, Order, OrderLine, OrderStatus, OrderTimelineEntry
 from fitness.api_common import Money
 
 
+def _max_length(field: str) -> int | None:
+    return Order._meta.get_field(field).max_length
+
+
 class AddressIn(Schema):
-    name: str
-    street: str
-    city: str
-    zip: str
+    # The lengths of the order's columns: longer input is a 422 here, not a database error.
+    name: str = Field(max_length=_max_length("ship_name"))
+    street: str = Field(max_length=_max_length("ship_street"))
+    city: str = Field(max_length=_max_length("ship_city"))
+    zip: str = Field(max_length=_max_length("ship_zip"))
     country: str = Field(description="ISO 3166-1 alpha-2 code, e.g. US or DE.")
 
 
@@ -60,20 +65,20 @@ class OrderLineOut(Schema):
 
 class TimelineEntryOut(Schema):
     at: datetime = Field(validation_alias="created_at")
-    kind: str
-    status: str
+    kind: str = Field(description="The event type behind the entry, e.g. orders.order.placed.")
+    status: OrderStatus = Field(description="The order's status after this step.")
     message: str
-    source: str
+    source: str = Field(description="The service that reported it (orders, payments...).")
 
 
 class OrderOut(Schema):
     id: int
-    status: str
+    status: OrderStatus
     subtotal: Money
     delivery_cost: Money
     total: Money
     currency: str
-    delivery: str
+    delivery: DeliveryMethod
     address: AddressOut
     payment: PaymentOut
     lines: list[OrderLineOut]

@@ -59,6 +59,15 @@ def test_a_weak_password_is_a_422_on_password(api):
     assert not get_user_model().objects.filter(username="jesse").exists()
 
 
+def test_an_overlong_email_is_a_422_not_a_server_error(api):
+    response = api.post(
+        "/register",
+        {"username": "jesse", "email": "a" * 250 + "@example.com", "password": STRONG},
+    )
+    assert response.status_code == 422
+    assert list(error_fields(response)) == ["email"]
+
+
 def test_a_missing_field_uses_the_same_error_body(api):
     # when: schema validation by ninja, not the service
     response = api.post("/register", {"username": "jesse", "password": STRONG})

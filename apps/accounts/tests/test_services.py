@@ -63,6 +63,11 @@ def test_every_bad_field_is_reported_and_nothing_is_created():
     assert not get_user_model().objects.filter(email="not-an-email").exists()
 
 
+def test_an_email_longer_than_its_column_is_refused():
+    email = "a" * 250 + "@example.com"
+    assert registration_errors(email=email) == {"email": "Use at most 254 characters."}
+
+
 def test_a_blank_username_is_refused():
     assert registration_errors(username="   ") == {"username": "Choose a username."}
 

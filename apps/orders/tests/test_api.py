@@ -210,6 +210,27 @@ def test_every_bad_field_of_address_and_card_is_reported_at_once(api, customer, 
     assert snapshot(customer) == before
 
 
+@pytest.mark.parametrize(("field", "length"), [("name", 121), ("street", 201), ("city", 101)])
+def test_an_overlong_address_field_is_a_422(api, customer, product, field, length):
+    # given
+    cart_add_item(customer=customer, product_id=product.pk, quantity=1)
+    before = snapshot(customer)
+
+    # when
+    response = api.post("/orders", checkout(address={**ADDRESS, field: "x" * length}))
+
+    # then
+    assert response.status_code == 422
+    assert list(error_fields(response)) == [f"address.{field}"]
+    assert snapshot(customer) == before
+
+
+def test_a_missing_body_is_a_422_on_body(api):
+    response = api.post("/orders")
+    assert response.status_code == 422
+    assert error_fields(response) == {"body": "Field required"}
+
+
 def test_an_unknown_delivery_method_is_a_422(api, customer, product):
     cart_add_item(customer=customer, product_id=product.pk, quantity=1)
     response = api.post("/orders", checkout(delivery="teleport"))
