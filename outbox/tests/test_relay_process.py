@@ -1,0 +1,187 @@
+"""``manage.py relay_outbox`` as a real process: crashes, signals, two relays, a lost broker."""
+
+import json
+import random
+import re
+import signal
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from outbox.leases import LOCK_NAMESPACE, PRESENCE_KEY
+from outbox.models import OutboxMessage
+from outbox.recording import record_event
+
+from .helpers import (
+    RelayProcess,
+    TcpProxy,
+    bind_queue,
+    get_messages,
+    make_payload,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def record(event_type, aggregate_id: str) -> OutboxMessage:
+    with transaction.atomic():
+        payload = make_payload(aggregate_id)
+        return record_event(event_type, aggregate_id=aggregate_id, payload=payload)
+
+
+def pending_count() -> int:
+    return OutboxMessage.objects.filter(published_at__isnull=True).count()
+
+
+def partitions_by_relay() -> dict[int, list[int]]:
+    """Which relay session (pid) holds which partition locks right now."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objsubid = 2 AND objid::bigint <> %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [LOCK_NAMESPACE, PRESENCE_KEY],
+        )
+        held: dict[int, list[int]] = {}
+        for pid, partition in cursor.fetchall():
+            held.setdefault(pid, []).append(partition)
+        return held
+
+
+def test_relay_killed_between_publish_and_mark_publishes_again(event_type, broker, tmp_path):
+    # Given a relay that will be killed after the broker confirmed, before it marks the row
+    queue = bind_queue(broker, event_type.exchange)
+    row = record(event_type, "o-1")
+    relay = RelayProcess(tmp_path, OUTBOX_TEST_PAUSE_AFTER_PUBLISH="60")
+    try:
+        first = get_messages(broker, queue, 1, timeout=20)
+        relay.wait_for_log("OUTBOX_TEST_PAUSE_AFTER_PUBLISH")
+        relay.signal(signal.SIGKILL)
+        assert relay.wait() == -signal.SIGKILL
+    finally:
+        relay.stop()
+    row.refresh_from_db()
+    assert len(first) == 1 and row.published_at is None
+
+    # When a relay starts again (once the dead session's leases are gone)
+    wait_for(lambda: not partitions_by_relay(), what="the killed relay's locks to go")
+    restarted = RelayProcess(tmp_path, "--once")
+    try:
+        assert restarted.wait() == 0, restarted.log
+    finally:
+        restarted.stop()
+
+    # Then the event is published again, a duplicate with the same message_id: never lost
+    second = get_messages(broker, queue, 1, timeout=5)
+    ids = [m.properties["message_id"] for m in first + second]
+    assert ids == [str(row.event_id)] * 2
+    row.refresh_from_db()
+    assert row.state == OutboxMessage.State.PUBLISHED
+
+
+def test_relay_wakes_on_notify_and_stops_cleanly_on_sigterm(event_type, broker, tmp_path):
+    # Given a running relay that would only poll once a minute
+    queue = bind_queue(broker, event_type.exchange)
+    relay = RelayProcess(tmp_path, OUTBOX_POLL_INTERVAL="60")
+    try:
+        relay.wait_for_log("leased partitions")
+
+        # When an event commits, the NOTIFY wakes it: published long before the next poll
+        row = record(event_type, "o-1")
+        messages = get_messages(broker, queue, 1, timeout=5)
+        assert [m.properties["message_id"] for m in messages] == [str(row.event_id)]
+
+        # And SIGTERM stops it with exit code 0, its leases given back
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(timeout=10) == 0
+    finally:
+        relay.stop()
+    assert "relay stopped, 1 events published" in relay.log
+    assert partitions_by_relay() == {}
+
+
+def test_two_relays_share_partitions_and_keep_order_per_aggregate(event_type, broker, tmp_path):
+    # Given two relays running at once
+    queue = bind_queue(broker, event_type.exchange)
+    relays = [RelayProcess(tmp_path, "--batch-size", "20") for _ in range(2)]
+    try:
+        wait_for(
+            lambda: sorted(len(p) for p in partitions_by_relay().values()) == [8, 8],
+            what="the two relays to lease 8 partitions each",
+        )
+
+        # When four writers commit interleaved events for 40 aggregates
+        def writer(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(30):
+                    with transaction.atomic():
+                        for _ in range(rng.randint(1, 3)):
+                            aggregate = f"o-{rng.randrange(40)}"
+                            record_event(
+                                event_type, aggregate_id=aggregate, payload=make_payload(aggregate)
+                            )
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        total = OutboxMessage.objects.count()
+        wait_for(lambda: pending_count() == 0, timeout=30, what="every row to be published")
+    finally:
+        for relay in relays:
+            relay.stop()
+
+    # Then every event arrived exactly once, each aggregate's in sequence order
+    messages = get_messages(broker, queue, total, timeout=10)
+    assert len(messages) == total
+    assert get_messages(broker, queue, 1, timeout=0.2) == []
+    sequences: dict[str, list[int]] = {}
+    for message in messages:
+        headers = message.properties["application_headers"]
+        sequences.setdefault(headers["ce-subject"], []).append(headers["ce-sequence"])
+    for aggregate, seen in sequences.items():
+        assert seen == list(range(1, len(seen) + 1)), aggregate
+    # And both relays did part of the work
+    for relay in relays:
+        counts = re.findall(r"batch: \d+ claimed, (\d+) published", relay.log)
+        assert sum(map(int, counts)) > 0, relay.log
+
+
+def test_relay_catches_up_after_the_broker_was_unreachable(event_type, broker, tmp_path):
+    # Given a relay whose broker cannot be reached (nothing listens on the proxy's port yet)
+    queue = bind_queue(broker, event_type.exchange)
+    proxy = TcpProxy(("127.0.0.1", 5672))
+    relay = RelayProcess(tmp_path, OUTBOX_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+    try:
+        relay.wait_for_log("connection problem")
+        rows = [record(event_type, f"o-{n}") for n in range(20)]
+        assert get_messages(broker, queue, 1, timeout=0.5) == []
+
+        # When the broker becomes reachable, the backlog is published
+        proxy.start()
+        wait_for(lambda: pending_count() == 0, what="the backlog to drain")
+        first = get_messages(broker, queue, 20)
+
+        # And when the connection is cut under the running relay, it reconnects and goes on
+        problems_before = relay.log.count("connection problem")
+        proxy.stop()
+        rows += [record(event_type, f"o-late-{n}") for n in range(10)]
+        wait_for(lambda: relay.log.count("connection problem") > problems_before, what="a retry")
+        assert pending_count() == 10
+        proxy.start()
+        wait_for(lambda: pending_count() == 0, what="the rows recorded during the outage")
+        second = get_messages(broker, queue, 10)
+    finally:
+        relay.stop()
+        proxy.stop()
+
+    # Then nothing was lost (a duplicate would be allowed; ids are what count)
+    received = {m.properties["message_id"] for m in first + second}
+    assert received == {str(row.event_id) for row in rows}
+    assert {json.loads(m.body)["order_id"] for m in second} == {f"o-late-{n}" for n in range(10)}
