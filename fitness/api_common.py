@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from pydantic import Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from apps.accounts.services import InvalidCredentials, RegistrationInvalid
 from apps.carts.exceptions import CartError, ItemNotInCart, ProductNotFound
@@ -149,3 +150,14 @@ def install_error_handlers(api: "NinjaAPI") -> None:
 # A database id as the API accepts it: bigger numbers would overflow PostgreSQL's bigint and
 # turn a client's typo into a 500.
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("null_character", "Null characters are not allowed.")
+    return value
+
+
+# Every string a client sends: PostgreSQL text cannot hold NUL, so refuse it as bad input here
+# instead of failing in the database with a 500.
+Text = Annotated[str, AfterValidator(_no_nul)]

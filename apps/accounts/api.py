@@ -8,7 +8,7 @@ from ninja import Router, Schema, Status
 from ninja.security import HttpBearer
 
 from apps.accounts.services import api_token_authenticate, api_token_issue, user_register
-from fitness.api_common import ErrorOut
+from fitness.api_common import ErrorOut, Text
 
 router = Router(tags=["accounts"])
 
@@ -25,9 +25,9 @@ bearer_auth = BearerAuth()
 
 
 class RegisterIn(Schema):
-    username: str
-    email: str
-    password: str
+    username: Text
+    email: Text
+    password: Text
 
 
 class CustomerOut(Schema):
@@ -37,8 +37,8 @@ class CustomerOut(Schema):
 
 
 class LoginIn(Schema):
-    username: str
-    password: str
+    username: Text
+    password: Text
 
 
 class TokenOut(Schema):

@@ -8,7 +8,7 @@ from ninja import Router, Schema
 
 from apps.catalog.models import Product
 from apps.catalog.selectors import product_get, product_list
-from fitness.api_common import ErrorOut, Id, Money
+from fitness.api_common import ErrorOut, Id, Money, Text
 
 router = Router(tags=["catalog"])
 
@@ -29,7 +29,7 @@ class ProductOut(Schema):
 
 
 @router.get("/products", response=list[ProductOut], summary="List products, by name")
-def list_products(request: HttpRequest, tag: str | None = None) -> Any:
+def list_products(request: HttpRequest, tag: Text | None = None) -> Any:
     return product_list(tag=tag)
 
 

@@ -10,7 +10,7 @@ from ninja import Schema
 from pydantic import Field
 
 from apps.orders.models import DeliveryMethod, Order, OrderLine, OrderStatus, OrderTimelineEntry
-from fitness.api_common import Money
+from fitness.api_common import Money, Text
 
 
 def _max_length(field: str) -> int | None:
@@ -19,18 +19,18 @@ def _max_length(field: str) -> int | None:
 
 class AddressIn(Schema):
     # The lengths of the order's columns: longer input is a 422 here, not a database error.
-    name: str = Field(max_length=_max_length("ship_name"))
-    street: str = Field(max_length=_max_length("ship_street"))
-    city: str = Field(max_length=_max_length("ship_city"))
-    zip: str = Field(max_length=_max_length("ship_zip"))
-    country: str = Field(description="ISO 3166-1 alpha-2 code, e.g. US or DE.")
+    name: Text = Field(max_length=_max_length("ship_name"))
+    street: Text = Field(max_length=_max_length("ship_street"))
+    city: Text = Field(max_length=_max_length("ship_city"))
+    zip: Text = Field(max_length=_max_length("ship_zip"))
+    country: Text = Field(description="ISO 3166-1 alpha-2 code, e.g. US or DE.")
 
 
 class CardIn(Schema):
-    number: str = Field(description="13 to 19 digits (spaces allowed), Luhn-valid.")
+    number: Text = Field(description="13 to 19 digits (spaces allowed), Luhn-valid.")
     exp_month: int = Field(description="1 to 12.")
     exp_year: int = Field(description="Four digits (two are read as 20xx).")
-    cvv: str = Field(description="4 digits for American Express, 3 for other brands.")
+    cvv: Text = Field(description="4 digits for American Express, 3 for other brands.")
 
 
 class OrderIn(Schema):

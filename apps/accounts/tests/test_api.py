@@ -68,6 +68,12 @@ def test_an_overlong_email_is_a_422_not_a_server_error(api):
     assert list(error_fields(response)) == ["email"]
 
 
+def test_a_null_character_is_a_422_not_a_database_error(api):
+    response = api.post("/login", {"username": "walt\x00", "password": "x"})
+    assert response.status_code == 422
+    assert error_fields(response) == {"username": "Null characters are not allowed."}
+
+
 def test_a_missing_field_uses_the_same_error_body(api):
     # when: schema validation by ninja, not the service
     response = api.post("/register", {"username": "jesse", "password": STRONG})

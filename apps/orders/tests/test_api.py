@@ -225,6 +225,13 @@ def test_an_overlong_address_field_is_a_422(api, customer, product, field, lengt
     assert snapshot(customer) == before
 
 
+def test_a_null_character_in_the_address_is_a_422(api, customer, product):
+    cart_add_item(customer=customer, product_id=product.pk, quantity=1)
+    response = api.post("/orders", checkout(address={**ADDRESS, "city": "Albu\x00querque"}))
+    assert response.status_code == 422
+    assert list(error_fields(response)) == ["address.city"]
+
+
 def test_a_missing_body_is_a_422_on_body(api):
     response = api.post("/orders")
     assert response.status_code == 422
