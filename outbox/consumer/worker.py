@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from types import FrameType
+from typing import Any
 
 import amqp
 import kombu
@@ -31,7 +32,7 @@ class QueueMissing(OutboxError):
     """The service's queue does not exist: ``manage.py setup_broker`` has not been run."""
 
 
-def ensure_queue_exists(channel: kombu.transport.pyamqp.Channel, service: ConsumerService) -> None:
+def ensure_queue_exists(channel: Any, service: ConsumerService) -> None:
     """Fail with a clear message instead of a bare 404 when the topology is not declared.
 
     Workers never declare queues themselves: topology belongs to ``setup_broker`` alone, so a
@@ -45,9 +46,7 @@ def ensure_queue_exists(channel: kombu.transport.pyamqp.Channel, service: Consum
         ) from exc
 
 
-def build_consumer(
-    channel: kombu.transport.pyamqp.Channel, dispatcher: Dispatcher
-) -> kombu.Consumer:
+def build_consumer(channel: Any, dispatcher: Dispatcher) -> kombu.Consumer:
     """The kombu consumer of the service's queue, with a bounded prefetch window.
 
     ``on_message`` (not ``callbacks``) hands us the raw delivery: kombu would otherwise decode the
@@ -117,9 +116,10 @@ class StandaloneWorker:
 
     def _drain(self, connection: kombu.Connection) -> bool:
         last_activity, seen = time.monotonic(), self._seen()
+        poll = min(POLL_SECONDS, self.exit_when_idle / 4) if self.exit_when_idle else POLL_SECONDS
         while not self.stop_event.is_set():
             try:
-                connection.drain_events(timeout=POLL_SECONDS)
+                connection.drain_events(timeout=poll)
             except TimeoutError:
                 connection.heartbeat_check()
             if self._seen() != seen:

@@ -1,0 +1,86 @@
+"""``setup_broker`` declares each service's queues, with the right arguments, idempotently."""
+
+import shutil
+import subprocess
+
+import amqp
+import pytest
+from django.core.management import call_command
+
+from outbox.consumer.tests.conftest import consumer_db
+from outbox.consumer.tests.support import broker_connection, event_message, publish, queue_depth
+from outbox.consumer.topology import (
+    dead_queue_arguments,
+    events_queue_arguments,
+    retry_queue_arguments,
+)
+
+pytestmark = consumer_db
+
+
+def redeclare(name: str, arguments: dict) -> None:
+    """Declare ``name`` again; RabbitMQ refuses (406) if the arguments differ from the queue's."""
+    conn = broker_connection()
+    try:
+        conn.channel().queue_declare(name, durable=True, auto_delete=False, arguments=arguments)
+    finally:
+        conn.close()
+
+
+def test_setup_broker_declares_the_service_queues_idempotently(make_bed):
+    # given a declared service whose topology does not exist yet
+    bed = make_bed(declare=False, delivery_limit=7, max_retries=2)
+    service = bed.service
+    # when setup_broker runs, twice
+    call_command("setup_broker", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("setup_broker", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    # then every queue exists (passive declare) and is empty
+    queues = [service.queue_name, service.dead_letter_queue, *service.retry_queues]
+    assert queues[2:] == [f"{service.name}.retry.1", f"{service.name}.retry.2"]
+    assert [queue_depth(queue) for queue in queues] == [0, 0, 0, 0]
+    # and each has exactly the declared arguments (an equal re-declare is accepted)
+    redeclare(service.queue_name, events_queue_arguments(service))
+    redeclare(service.dead_letter_queue, dead_queue_arguments(service))
+    redeclare(service.retry_queue(1), retry_queue_arguments(service))
+    assert events_queue_arguments(service) == {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 7,
+        "x-dead-letter-exchange": f"{service.name}.dlx",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    # and the events queue is bound to the handled type on the producer's exchange
+    publish(event_message(bed.placed), exchange=bed.exchange, routing_key=bed.placed.type)
+    publish(event_message(bed.charged), exchange=bed.exchange, routing_key=bed.charged.type)
+    assert queue_depth(service.queue_name) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"x-queue-type": "classic"}, {"x-delivery-limit": 99}, {"x-dead-letter-exchange": "other"}],
+    ids=["classic", "delivery-limit", "dead-letter-exchange"],
+)
+def test_the_events_queue_is_quorum_with_its_delivery_limit_and_dlx(bed, change):
+    # given the declared queue: a declaration differing in one argument is refused by RabbitMQ
+    arguments = {**events_queue_arguments(bed.service), **change}
+    with pytest.raises(amqp.exceptions.PreconditionFailed):
+        redeclare(bed.service.queue_name, arguments)
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
+def test_rabbitmqctl_shows_the_arguments(bed):
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "type", "arguments"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if listing.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot reach the node: {listing.stderr.strip()}")
+    lines = {line.split("\t")[0]: line for line in listing.stdout.splitlines()}
+    events = lines[bed.service.queue_name]
+    assert "quorum" in events
+    assert "x-delivery-limit" in events
+    assert "at-least-once" in events
+    retry = lines[bed.service.retry_queue(1)]
+    assert bed.service.queue_name in retry  # dead-letters back into the events queue
