@@ -4,12 +4,15 @@ import json
 import time
 
 import pytest
+from django.db import transaction
 
 from outbox.consumer.models import AppliedSequence, InboxEntry
 from outbox.consumer.tests.conftest import consumer_db, run_worker
 from outbox.consumer.tests.support import event_message, get_all, publish, queue_depth
 from outbox.exceptions import PermanentError, RetryLater
 from outbox.models import OutboxMessage
+from outbox.recording import record_event
+from outbox.relay import Relay
 
 pytestmark = consumer_db
 
@@ -220,3 +223,50 @@ def test_older_event_after_a_newer_one_is_counted_as_superseded(bed):
     assert (stats["handled"], stats["superseded"]) == (2, 1)
     mark = AppliedSequence.objects.get(service=bed.service.name, subject="o-9")
     assert mark.last_sequence == 5
+
+
+def test_events_recorded_and_relayed_by_the_outbox_are_consumed(bed):
+    # given an event recorded in a producer's transaction and published by the real relay
+    with transaction.atomic():
+        recorded = record_event(
+            bed.placed, aggregate_id="o-42", payload={"order_id": "o-42", "total": "99.00"}
+        )
+    assert Relay(once=True).run() == 1
+    # when the worker runs
+    stats = run_worker(bed)
+    # then the envelope read off the wire is the one recorded
+    assert stats["handled"] == 1
+    (call,) = bed.calls
+    assert call.id == recorded.event_id
+    assert (call.type, call.version, call.source) == (bed.placed.type, 1, recorded.source)
+    assert (call.subject, call.sequence) == ("o-42", recorded.sequence)
+    assert call.correlation_id == recorded.correlation_id == str(recorded.event_id)
+    assert call.causation_id is None
+    assert call.time == recorded.occurred_at
+    assert call.aggregate_type == "order"
+    # and the reaction continues the saga: same correlation, caused by the consumed event
+    (reaction,) = outgoing(bed)
+    assert reaction.correlation_id == recorded.correlation_id
+    assert reaction.causation_id == str(recorded.event_id)
+
+
+def test_an_event_ahead_of_its_predecessor_waits_for_it(bed):
+    # given a handler that needs the aggregate's previous event applied first (its own state)
+    def needs_predecessor(event, call):
+        applied = outgoing(bed).filter(aggregate_id=event.subject).count()
+        if event.sequence > 1 and applied < event.sequence:
+            raise RetryLater(f"sequence {event.sequence - 1} of {event.subject} not applied")
+
+    bed.behaviour = needs_predecessor
+    # when the events of one aggregate arrive as 2, 1 (and another aggregate's in between)
+    publish_event(bed, event_message(bed.placed, subject="o-5", sequence=2))
+    publish_event(bed, event_message(bed.placed, subject="o-6", sequence=1))
+    publish_event(bed, event_message(bed.placed, subject="o-5", sequence=1))
+    stats = run_worker(bed)
+    # then 2 was retried until 1 was applied: applied order 1, 2, and nothing blocked o-6
+    assert stats["handled"] == 3
+    assert stats["retried"] >= 1
+    applied = [(c.subject, c.sequence) for c in bed.calls if c.headers.get("x-retry-count") is None]
+    assert applied[:2] == [("o-5", 2), ("o-6", 1)]  # first attempts, in queue order
+    o5 = list(InboxEntry.objects.filter(subject="o-5").order_by("handled_at"))
+    assert [entry.sequence for entry in o5] == [1, 2]
