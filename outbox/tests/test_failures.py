@@ -20,9 +20,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def quick_retries(settings):
+    # Long enough that one `--once` run does not retry a row it just failed, short for tests.
     settings.OUTBOX_MAX_ATTEMPTS = 2
-    settings.OUTBOX_BACKOFF_BASE = 0.01
-    settings.OUTBOX_BACKOFF_MAX = 0.05
+    settings.OUTBOX_BACKOFF_BASE = 0.3
+    settings.OUTBOX_BACKOFF_MAX = 0.3
+
+
+def after_backoff() -> None:
+    time.sleep(0.35)
 
 
 def relay_once() -> int:
@@ -59,7 +64,7 @@ def test_unroutable_row_is_retried_then_parked_while_others_flow(make_event_type
     assert bad.next_attempt_at > bad.created_at
 
     # And after its last attempt it is parked, keeping the error
-    time.sleep(0.1)
+    after_backoff()
     relay_once()
     bad.refresh_from_db()
     assert (bad.state, bad.attempts) == (OutboxMessage.State.PARKED, 2)
@@ -159,7 +164,7 @@ def test_later_events_of_a_failing_aggregate_wait_for_it(make_event_type, broker
     assert (second.state, second.attempts) == (OutboxMessage.State.PENDING, 0)
 
     # Once the first is parked (an operator's decision point), the second goes out
-    time.sleep(0.1)
+    after_backoff()
     relay_once()
     first.refresh_from_db()
     assert first.state == OutboxMessage.State.PARKED
@@ -171,7 +176,7 @@ def test_parked_row_is_published_after_retry_now(make_event_type, broker):
     event_type = make_event_type(exchange=exchange)
     row = record(event_type, "o-1")
     relay_once()
-    time.sleep(0.1)
+    after_backoff()
     relay_once()
     row.refresh_from_db()
     assert row.state == OutboxMessage.State.PARKED
