@@ -66,6 +66,8 @@ def card_brand(number: str) -> str | None:
 
 def _number_errors(number: str) -> tuple[str | None, str | None]:
     """Return ``(error, brand)`` for a digits-only number."""
+    if not number:
+        return "Enter the card number.", None
     if not number.isdigit():
         return "Card number may only contain digits and spaces.", None
     if not 13 <= len(number) <= 19:

@@ -26,25 +26,39 @@ def _attrs(**attrs: str) -> dict[str, str]:
 
 
 class CheckoutForm(forms.Form):
-    """Shipping address, delivery method and card, as typed at checkout."""
+    """Shipping address, delivery method and card, as typed at checkout.
+
+    The address, card number and CVV are optional *here* on purpose: ``order_place`` checks
+    them all at once, so the customer sees every problem in one go (an empty city next to a
+    bad card number) instead of one round-trip per kind of error. Only what must be parsed
+    before the service can be called (expiry numbers, delivery choice) is required.
+    """
 
     name = forms.CharField(
-        label="Full name", max_length=120, widget=forms.TextInput(_attrs(autocomplete="name"))
+        required=False,
+        label="Full name",
+        max_length=120,
+        widget=forms.TextInput(_attrs(autocomplete="name")),
     )
     street = forms.CharField(
+        required=False,
         label="Street and number",
         max_length=200,
         widget=forms.TextInput(_attrs(autocomplete="street-address")),
     )
     city = forms.CharField(
-        max_length=100, widget=forms.TextInput(_attrs(autocomplete="address-level2"))
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(_attrs(autocomplete="address-level2")),
     )
     zip = forms.CharField(
+        required=False,
         label="ZIP / postal code",
         max_length=20,
         widget=forms.TextInput(_attrs(autocomplete="postal-code")),
     )
     country = forms.CharField(
+        required=False,
         label="Country code",
         help_text="Two letters, e.g. US, DE or FR.",
         widget=forms.TextInput(_attrs(autocomplete="country", maxlength="2", placeholder="US")),
@@ -53,6 +67,7 @@ class CheckoutForm(forms.Form):
         label="Delivery", choices=DeliveryMethod.choices, widget=forms.RadioSelect
     )
     number = forms.CharField(
+        required=False,
         label="Card number",
         widget=NoEchoTextInput(
             _attrs(autocomplete="cc-number", inputmode="numeric", placeholder="1234 5678 9012 3456")
@@ -69,6 +84,7 @@ class CheckoutForm(forms.Form):
         error_messages={"invalid": "Enter the year as a number, e.g. 2030."},
     )
     cvv = forms.CharField(
+        required=False,
         label="CVV",
         help_text="3 digits on the back (4 on the front for Amex).",
         widget=NoEchoTextInput(

@@ -127,7 +127,7 @@ def _field_errors(response, field):
         ({"exp_month": 13}, "exp_month", "Expiry month must be between 1 and 12."),
         ({"cvv": "12"}, "cvv", "Security code must be 3 digits."),
         ({"cvv": "12345"}, "cvv", "Security code must be 3 digits."),
-        ({"country": "USA"}, "country", "Use a two-letter country code, e.g. US or DE."),
+        ({"country": "U1"}, "country", "Use a two-letter country code, e.g. US or DE."),
         ({"city": ""}, "city", "This field is required."),
         ({"delivery": "teleport"}, "delivery", "Select a valid choice."),
     ],
@@ -150,6 +150,18 @@ def test_checkout_with_bad_input_shows_the_error_next_to_the_field_and_changes_n
     assert CartItem.objects.filter(cart__customer=customer).count() == 1
     product.refresh_from_db()
     assert product.stock == 10
+
+
+def test_checkout_reports_address_and_card_errors_together(client, customer):
+    # when
+    response = _post_bad_checkout(client, customer, city="", number="", cvv="1")
+
+    # then: one round-trip shows every problem
+    assert response.status_code == 400
+    assert _field_errors(response, "city") == ["This field is required."]
+    assert _field_errors(response, "number") == ["Enter the card number."]
+    assert _field_errors(response, "cvv") == ["Security code must be 3 or 4 digits."]
+    assert not Order.objects.exists()
 
 
 def test_checkout_error_is_rendered_inside_the_fields_block(client, customer):
