@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from apps.carts import services
 from apps.carts.exceptions import CartError
@@ -60,7 +60,7 @@ def _render_cart(
     return render(request, "carts/cart_detail.html", context, status=status)
 
 
-@require_GET
+@require_safe
 @login_required
 def cart_detail(request: HttpRequest) -> HttpResponse:
     """The signed-in customer's cart with its lines and subtotal."""

@@ -2,12 +2,12 @@
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from apps.catalog import selectors
 
 
-@require_GET
+@require_safe
 def product_list(request: HttpRequest) -> HttpResponse:
     """Every product as a card; ``?tag=`` narrows the grid to one tag."""
     tag = request.GET.get("tag", "").strip() or None
@@ -19,7 +19,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
     return render(request, "catalog/product_list.html", context)
 
 
-@require_GET
+@require_safe
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse:
     """One product with its description, stock and an add-to-cart form."""
     product = selectors.product_get(product_id=product_id)

@@ -86,7 +86,7 @@ class CheckoutForm(forms.Form):
     cvv = forms.CharField(
         required=False,
         label="CVV",
-        help_text="3 digits on the back (4 on the front for Amex).",
+        help_text="3 digits on the back (4 for Amex).",
         widget=NoEchoTextInput(
             _attrs(autocomplete="cc-csc", inputmode="numeric", maxlength="4", placeholder="123")
         ),

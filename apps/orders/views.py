@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from apps.carts.selectors import CartView, cart_view
 from apps.orders import selectors, services
@@ -67,7 +67,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
     return redirect("orders:order_detail", order_id=order.pk)
 
 
-@require_GET
+@require_safe
 @login_required
 def order_list(request: HttpRequest) -> HttpResponse:
     """The signed-in customer's orders, newest first."""
@@ -75,7 +75,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
     return render(request, "orders/order_list.html", {"orders": orders})
 
 
-@require_GET
+@require_safe
 @login_required
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
     """One of the customer's orders: status, lines, totals, address, card and timeline."""
