@@ -78,4 +78,3 @@ def make_event_type(broker: amqp.Channel) -> Iterator[Callable[..., EventType]]:
 @pytest.fixture
 def event_type(make_event_type: Callable[..., EventType]) -> EventType:
     return make_event_type()
-
