@@ -70,6 +70,7 @@ class StandaloneWorker:
         self.exit_when_idle = exit_when_idle
         self.dispatcher = Dispatcher(service)
         self.stop_event = threading.Event()
+        self._reconnect_delay = 1.0
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT finish the delivery in hand, then stop (unacked prefetch is returned)."""
@@ -83,38 +84,40 @@ class StandaloneWorker:
 
     def run(self) -> Counter[str]:
         """Consume until stopped (or idle for ``exit_when_idle`` s); reconnect on broker loss."""
-        delay = 1.0
         try:
             while not self.stop_event.is_set():
+                connection = kombu.Connection(
+                    get_settings().broker_url, heartbeat=HEARTBEAT_SECONDS
+                )
                 try:
-                    if self._consume():
-                        break
-                    delay = 1.0
-                except (OSError, *kombu.Connection().connection_errors) as exc:
+                    self._consume(connection)
+                    break  # stopped, or idle long enough
+                except (OSError, *connection.connection_errors) as exc:
                     logger.warning(
-                        "consumer %s: broker connection lost (%s); retrying in %.0fs",
+                        "consumer %s: broker connection lost (%s); reconnecting in %.0fs",
                         self.service.name,
                         exc,
-                        delay,
+                        self._reconnect_delay,
                     )
-                    self.stop_event.wait(delay)
-                    delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                    self.stop_event.wait(self._reconnect_delay)
+                    self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX_DELAY)
+                finally:
+                    connection.release()
         finally:
             self.dispatcher.close()
         logger.info("consumer %s: stopped %s", self.service.name, dict(self.dispatcher.stats))
         return self.dispatcher.stats
 
-    def _consume(self) -> bool:
-        """One connection's life; True when the loop should end (idle exit)."""
-        url = get_settings().broker_url
-        with kombu.Connection(url, heartbeat=HEARTBEAT_SECONDS) as connection:
-            channel = connection.channel()
-            ensure_queue_exists(channel, self.service)
-            with build_consumer(channel, self.dispatcher):
-                logger.info("consumer %s: consuming %s", self.service.name, self.service.queue_name)
-                return self._drain(connection)
+    def _consume(self, connection: kombu.Connection) -> None:
+        """One connection's life: consume until stopped or idle."""
+        channel = connection.channel()
+        ensure_queue_exists(channel, self.service)
+        with build_consumer(channel, self.dispatcher):
+            logger.info("consumer %s: consuming %s", self.service.name, self.service.queue_name)
+            self._reconnect_delay = 1.0
+            self._drain(connection)
 
-    def _drain(self, connection: kombu.Connection) -> bool:
+    def _drain(self, connection: kombu.Connection) -> None:
         last_activity, seen = time.monotonic(), self._seen()
         poll = min(POLL_SECONDS, self.exit_when_idle / 4) if self.exit_when_idle else POLL_SECONDS
         while not self.stop_event.is_set():
@@ -125,8 +128,7 @@ class StandaloneWorker:
             if self._seen() != seen:
                 last_activity, seen = time.monotonic(), self._seen()
             elif self.exit_when_idle and time.monotonic() - last_activity >= self.exit_when_idle:
-                return True
-        return True
+                return
 
     def _seen(self) -> int:
         return sum(self.dispatcher.stats.values())

@@ -5,10 +5,16 @@ import subprocess
 
 import amqp
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from outbox.consumer.tests.conftest import consumer_db
-from outbox.consumer.tests.support import broker_connection, event_message, publish, queue_depth
+from outbox.consumer.tests.support import (
+    broker_connection,
+    event_message,
+    get_all,
+    publish,
+    queue_depth,
+)
 from outbox.consumer.topology import (
     dead_queue_arguments,
     events_queue_arguments,
@@ -84,3 +90,35 @@ def test_rabbitmqctl_shows_the_arguments(bed):
     assert "at-least-once" in events
     retry = lines[bed.service.retry_queue(1)]
     assert bed.service.queue_name in retry  # dead-letters back into the events queue
+
+
+def test_delivery_limit_dead_letters_a_message_that_is_never_acknowledged(make_bed):
+    # given a service with a delivery limit of 2 and a message no worker ever acknowledges
+    # (the crash-loop case: the worker dies on it every time, before any ack or retry copy)
+    bed = make_bed(delivery_limit=2)
+    message = event_message(bed.placed)
+    publish(message, exchange=bed.exchange, routing_key=bed.placed.type)
+    conn = broker_connection()
+    try:
+        channel = conn.channel()
+        # when it is delivered and returned without an ack, again and again
+        for _ in range(10):
+            delivery = channel.basic_get(bed.service.queue_name)
+            if delivery is None:
+                break
+            channel.basic_reject(delivery.delivery_tag, requeue=True)
+    finally:
+        conn.close()
+    # then the broker dead-letters it into <service>.dead, at-least-once, with its reason
+    (dead,) = get_all(bed.service.dead_letter_queue)
+    assert dead.properties["message_id"] == message.properties["message_id"]
+    assert dead.properties["application_headers"]["x-first-death-reason"] == "delivery_limit"
+    assert queue_depth(bed.service.queue_name) == 0
+
+
+def test_a_worker_does_not_declare_queues_and_says_what_to_run(make_bed):
+    # given a service whose topology was never declared
+    bed = make_bed(declare=False)
+    # when its worker starts, then it stops with a clear message instead of creating the queue
+    with pytest.raises(CommandError, match=r"run `manage\.py setup_broker` first"):
+        call_command("consume_events", "--service", bed.service.name, "--exit-when-idle", "1")
