@@ -1,6 +1,6 @@
 """One Celery worker per service: a ``ConsumerStep`` enabled by ``--consume-service <name>``.
 
-    celery -A fitness worker --consume-service payments -Q celery.payments -c 1
+    celery -A fitness worker --consume-service payments -Q celery-payments -c 1
 
 Why a bootstep consuming in the worker's *main* process rather than handing each event to a
 Celery task: the handler's transaction, the inbox row and the ack are one sequence in one place
