@@ -11,7 +11,6 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
-from outbox.recording import record_event
 
 from apps.carts.models import CartItem
 from apps.catalog.models import Product
@@ -21,7 +20,9 @@ from apps.orders.events import ORDER_CANCELLED, ORDER_PLACED
 from apps.orders.exceptions import OrderInvalid, OrderNotCancellable, OrderNotFound
 from apps.orders.models import DeliveryMethod, Order, OrderLine, OrderStatus, OrderTimelineEntry
 from apps.orders.payloads import order_cancelled_payload, order_placed_payload
-from apps.orders.state import CANCELLABLE, ensure_transition
+from apps.orders.state import CANCELLABLE, can_transition, ensure_transition
+from outbox.exceptions import RetryLater
+from outbox.recording import record_event
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,23 @@ class CardInput:
     cvv: str
 
 
+# Longest value each address field may have (the columns of Order.ship_*).
+# Longest value each free-text address field may have (the Order.ship_* columns).
+_ADDRESS_MAX_LENGTHS = {"name": 120, "street": 200, "city": 100, "zip": 20}
+
+
 def _address_errors(address: ShippingAddress) -> dict[str, str]:
-    errors = {
-        f"address.{field}": "This field is required."
-        for field in ("name", "street", "city", "zip", "country")
-        if not str(getattr(address, field) or "").strip()
-    }
-    country = (address.country or "").strip()
-    if "address.country" not in errors and not (len(country) == 2 and country.isalpha()):
+    errors: dict[str, str] = {}
+    for field, max_length in _ADDRESS_MAX_LENGTHS.items():
+        value = str(getattr(address, field) or "").strip()
+        if not value:
+            errors[f"address.{field}"] = "This field is required."
+        elif len(value) > max_length:
+            errors[f"address.{field}"] = f"At most {max_length} characters."
+    country = str(address.country or "").strip()
+    if not country:
+        errors["address.country"] = "This field is required."
+    elif not (len(country) == 2 and country.isalpha()):
         errors["address.country"] = "Use a two-letter country code, e.g. US or DE."
     return errors
 
@@ -198,3 +208,83 @@ def order_cancel(*, customer: AbstractBaseUser, order_id: int, reason: str = "")
             event_id=event.event_id,
         )
     return order
+
+
+# --- Reactions to the saga (called by apps/orders/handlers.py) ---------------------------------
+
+
+def _timeline(order: Order, *, kind: str, message: str, source: str, event_id: str) -> None:
+    OrderTimelineEntry.objects.create(
+        order=order,
+        kind=kind,
+        status=order.status,
+        message=message,
+        source=source,
+        event_id=event_id,
+    )
+
+
+def order_advance(
+    *,
+    order_id: int,
+    target: str,
+    waits_for: str,
+    kind: str,
+    message: str,
+    source: str,
+    event_id: str,
+) -> Order:
+    """Move an order to ``target`` because another service reported a step, and note it.
+
+    Events may arrive out of order: if the order is still at ``waits_for``'s predecessor (e.g.
+    ``shipped`` arrives while the order is not yet ``paid``), raise :class:`RetryLater` so the
+    event waits for its predecessor. A cancelled order stays cancelled: the step is only noted.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None:
+            raise RetryLater(f"order {order_id} is not visible yet")
+        if order.status == OrderStatus.CANCELLED:
+            _timeline(
+                order,
+                kind=kind,
+                message=f"{message} (after cancellation)",
+                source=source,
+                event_id=event_id,
+            )
+            return order
+        if order.status != waits_for and not can_transition(order.status, target):
+            if _is_before(order.status, waits_for):
+                raise RetryLater(f"order {order_id} is {order.status}, waiting for {waits_for}")
+            return order  # already past this step: nothing to do
+        ensure_transition(order.status, target)
+        order.status = target
+        order.save(update_fields=["status", "updated_at"])
+        if target == OrderStatus.PAYMENT_FAILED:
+            _release_stock(order)
+        _timeline(order, kind=kind, message=message, source=source, event_id=event_id)
+    return order
+
+
+_HAPPY_PATH = [
+    OrderStatus.PENDING_PAYMENT,
+    OrderStatus.PAID,
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+]
+
+
+def _is_before(current: str, expected: str) -> bool:
+    """Whether ``current`` comes before ``expected`` on the happy path."""
+    if current not in _HAPPY_PATH or expected not in _HAPPY_PATH:
+        return False
+    return _HAPPY_PATH.index(current) < _HAPPY_PATH.index(expected)
+
+
+def order_note(*, order_id: int, kind: str, message: str, source: str, event_id: str) -> None:
+    """Add a timeline entry without a status change (e.g. a refund of a cancelled order)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None:
+            raise RetryLater(f"order {order_id} is not visible yet")
+        _timeline(order, kind=kind, message=message, source=source, event_id=event_id)

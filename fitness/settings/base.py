@@ -42,7 +42,7 @@ DJANGO_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
 ]
-THIRD_PARTY_APPS: list[str] = []
+THIRD_PARTY_APPS = ["ninja"]  # serves /api/docs assets locally (no CDN)
 LOCAL_APPS = [
     "outbox",
     "outbox.consumer",
@@ -50,6 +50,9 @@ LOCAL_APPS = [
     "apps.catalog",
     "apps.carts",
     "apps.orders",
+    "consumers.payments",
+    "consumers.shipping",
+    "consumers.notifications",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -88,6 +91,23 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 # Parallel test runs (several developers or CI jobs on one server) pick their own test database.
 if env("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
+# Each split-out service can have a database of its own (``PAYMENTS_DATABASE_URL``...); by
+# default it is the main one, reached through a connection of its own (see fitness/routers.py).
+SERVICE_DATABASES = {
+    "payments": "payments",
+    "shipping": "shipping",
+    "notifications": "notifications",
+}
+SHARED_DATABASE_ALIASES = {"default"}
+for _service, _alias in SERVICE_DATABASES.items():
+    _url = env(f"{_service.upper()}_DATABASE_URL", DATABASE_URL)
+    DATABASES[_alias] = dj_database_url.parse(_url, conn_max_age=60)
+    if _url == DATABASE_URL:
+        SHARED_DATABASE_ALIASES.add(_alias)
+        if env("TEST_DATABASE_NAME"):
+            DATABASES[_alias]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
+MONOLITH_APP_LABELS = {"accounts", "catalog", "carts", "orders"}
+DATABASE_ROUTERS = ["fitness.routers.ServiceDatabaseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -122,6 +142,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # The service name this process publishes as (CloudEvents ``source``) and the outbox settings.
 OUTBOX_SOURCE = env("OUTBOX_SOURCE", "fitness.monolith")
 OUTBOX_BROKER_URL = env("OUTBOX_BROKER_URL", CELERY_BROKER_URL)
+# Simulated carrier: a dispatched parcel is delivered this many seconds later (0 = at once).
+SHIPPING_DELIVERY_DELAY_SECONDS = float(env("SHIPPING_DELIVERY_DELAY_SECONDS", "0"))
 
 LOGGING = {
     "version": 1,

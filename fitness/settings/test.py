@@ -1,10 +1,16 @@
 """Settings for the test suite: real PostgreSQL and RabbitMQ, fast hashing, in-memory e-mail."""
 
 from fitness.settings.base import *  # noqa: F403
+from fitness.settings.base import env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Worker processes started by the saga tests write mails to files the test can read.
+EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+EMAIL_FILE_PATH = env("DJANGO_EMAIL_FILE_PATH", "/tmp/fitness-test-mail")
+# Retries of events that wait for their predecessor: fast, so tests settle in seconds.
+OUTBOX_CONSUMER_RETRY_BASE = float(env("OUTBOX_CONSUMER_RETRY_BASE", "0.2"))
+OUTBOX_CONSUMER_RETRY_MAX = float(env("OUTBOX_CONSUMER_RETRY_MAX", "2"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

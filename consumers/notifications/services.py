@@ -1,0 +1,59 @@
+"""Write-side services of the notifications service.
+
+The e-mail is sent inside the consumer's transaction, after the ``Notification`` row (unique per
+order and step) is written: a redelivered event finds the row and sends nothing. If the commit
+itself fails after the mail went out, the retry sends it again — e-mail is at-least-once by
+nature (no mail server takes part in our transaction); the row makes it once in every other case.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+
+from consumers.notifications.messages import message_for
+from consumers.notifications.models import Notification, Recipient
+from outbox.exceptions import RetryLater
+
+DATABASE = "notifications"
+
+
+def recipient_remember(*, order_id: int, email: str, name: str) -> Recipient:
+    """Store whom to write to about an order (from ``orders.order.placed``)."""
+    recipient, _ = Recipient.objects.using(DATABASE).get_or_create(
+        order_id=order_id, defaults={"email": email, "name": name}
+    )
+    return recipient
+
+
+def _address(order_id: int, payload: dict[str, Any]) -> str:
+    email = payload.get("customer_email") or payload.get("customer", {}).get("email")
+    if email:
+        return email
+    recipient = Recipient.objects.using(DATABASE).filter(order_id=order_id).first()
+    if recipient is None:
+        # The order's placed event has not been handled yet: wait for it rather than lose a mail.
+        raise RetryLater(f"no recipient known yet for order {order_id}")
+    return recipient.email
+
+
+def notification_send(*, event_type: str, event_id: str, payload: dict[str, Any]) -> bool:
+    """E-mail the customer about one step of their order; ``False`` if it was already sent."""
+    order_id = payload["order_id"]
+    recipient = _address(order_id, payload)
+    subject, body = message_for(event_type, payload)
+    try:
+        with transaction.atomic(using=DATABASE):
+            Notification.objects.using(DATABASE).create(
+                order_id=order_id,
+                kind=event_type,
+                recipient=recipient,
+                subject=subject,
+                body=body,
+                event_id=event_id,
+            )
+    except IntegrityError:
+        return False
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [recipient])
+    return True

@@ -1,0 +1,1 @@
+"""The shipping service: ships paid orders and reports their delivery."""

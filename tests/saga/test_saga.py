@@ -1,0 +1,124 @@
+"""End to end: order placed -> paid -> shipped -> delivered, and the compensation paths, with
+the real relay, RabbitMQ and one worker process per service."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from apps.carts.services import cart_add_item
+from apps.catalog.models import Product
+from apps.orders.models import Order, OrderStatus
+from apps.orders.services import CardInput, ShippingAddress, order_cancel, order_place
+from consumers.notifications.models import Notification
+from consumers.payments.models import Payment
+from consumers.shipping.models import Shipment
+from outbox.consumer.models import InboxEntry
+from outbox.models import OutboxMessage
+from outbox.tests.helpers import wait_for
+from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def _place_order(card: dict, *, quantity: int = 2) -> Order:
+    customer = make_customer()
+    product = make_product(price=Decimal("62.50"), stock=10)
+    cart_add_item(customer=customer, product_id=product.pk, quantity=quantity)
+    return order_place(
+        customer=customer,
+        address=ShippingAddress(**ADDRESS),
+        delivery="standard",
+        card=CardInput(**card),
+    )
+
+
+def _status(order: Order) -> str:
+    return Order.objects.get(pk=order.pk).status
+
+
+def _wait_status(order: Order, status: str, timeout: float = 30.0) -> None:
+    wait_for(lambda: _status(order) == status, timeout, f"order {order.pk} to be {status}")
+
+
+def _mails(mail_dir: Path) -> str:
+    return "\n".join(path.read_text() for path in mail_dir.iterdir())
+
+
+def test_an_order_with_a_good_card_goes_all_the_way_to_delivered(start_saga, mail_dir):
+    # given the relay and every service running
+    start_saga()
+    # when a customer checks out with a good card
+    order = _place_order(GOOD_CARD)
+    # then the order moves by itself to delivered
+    _wait_status(order, OrderStatus.DELIVERED)
+    kinds = list(Order.objects.get(pk=order.pk).timeline.values_list("kind", flat=True))
+    assert kinds == [
+        "orders.order.placed",
+        "payments.payment.authorized",
+        "shipping.shipment.dispatched",
+        "shipping.shipment.delivered",
+    ]
+    payment = Payment.objects.get(order_id=order.pk)
+    assert payment.status == Payment.Status.AUTHORIZED
+    assert payment.amount == order.total
+    shipment = Shipment.objects.get(order_id=order.pk)
+    assert (shipment.status, shipment.carrier) == (Shipment.Status.DELIVERED, "USPS")
+    # and the customer got one e-mail per step, written from the events alone
+    wait_for(lambda: Notification.objects.filter(order_id=order.pk).count() == 4, 15, "4 mails")
+    mails = _mails(mail_dir)
+    assert f"Your ACME Fitness order #{order.pk}" in mails
+    assert str(shipment.tracking_number) in mails
+    assert "4222222222222" not in mails
+
+
+def test_a_declined_card_fails_the_order_and_puts_the_stock_back(start_saga):
+    # given the relay and every service running
+    start_saga()
+    # when a customer checks out with the issuer-declined test card
+    order = _place_order(DECLINED_CARD, quantity=3)
+    product_id = order.lines.get().product_id
+    assert Product.objects.get(pk=product_id).stock == 7
+    # then payment fails, the stock is released and nothing ships
+    _wait_status(order, OrderStatus.PAYMENT_FAILED)
+    assert Product.objects.get(pk=product_id).stock == 10
+    assert Payment.objects.get(order_id=order.pk).decline_reason == "card_declined"
+    assert not Shipment.objects.filter(order_id=order.pk).exists()
+
+
+def test_cancelling_a_paid_order_refunds_it(start_saga):
+    # given payments and the monolith's handlers running, shipping not (the order stays paid)
+    start_saga("payments", "orders")
+    order = _place_order(GOOD_CARD)
+    _wait_status(order, OrderStatus.PAID)
+    # when the customer cancels it
+    order_cancel(customer=order.customer, order_id=order.pk)
+    # then the payments service refunds it and the order's timeline says so
+    wait_for(
+        lambda: Payment.objects.get(order_id=order.pk).status == Payment.Status.REFUNDED,
+        20,
+        "refund",
+    )
+    wait_for(
+        lambda: order.timeline.filter(kind="payments.payment.refunded").exists(), 20, "timeline"
+    )
+    assert _status(order) == OrderStatus.CANCELLED
+
+
+def test_an_event_published_twice_has_one_effect(start_saga):
+    # given an order that went all the way through
+    processes = start_saga()
+    order = _place_order(GOOD_CARD)
+    _wait_status(order, OrderStatus.DELIVERED)
+    # when the relay publishes its placed event again (same message id), as after a crash
+    placed = OutboxMessage.objects.get(type="orders.order.placed", aggregate_id=str(order.pk))
+    OutboxMessage.objects.filter(pk=placed.pk).update(published_at=None)
+    # then both subscribers (payments, notifications) receive it and ignore it as a duplicate
+    subscribers = [p for p in processes if p.name in {"payments", "notifications"}]
+    for process in subscribers:
+        wait_for(lambda p=process: "duplicate ignored" in p.log, 20, f"{process.name} duplicate")
+    # and there is still one payment, one shipment, one mail per step
+    assert Payment.objects.filter(order_id=order.pk).count() == 1
+    assert Shipment.objects.filter(order_id=order.pk).count() == 1
+    assert Notification.objects.filter(order_id=order.pk, kind=placed.type).count() == 1
+    assert InboxEntry.objects.filter(event_id=placed.event_id).count() == 2
