@@ -17,6 +17,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.CANCELLED: frozenset(),
 }
 CANCELLABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
+# Nothing more will happen to an order in these states (the order page stops refreshing).
+FINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
 
 
 class InvalidTransition(Exception):

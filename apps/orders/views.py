@@ -15,7 +15,7 @@ from apps.orders import selectors, services
 from apps.orders.exceptions import OrderInvalid, OrderNotCancellable, OrderNotFound
 from apps.orders.forms import CheckoutForm
 from apps.orders.models import DeliveryMethod, Order
-from apps.orders.state import CANCELLABLE
+from apps.orders.state import CANCELLABLE, FINAL
 
 CARD_BRAND_LABELS = {
     "visa": "Visa",
@@ -86,6 +86,7 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         "order": order,
         "card_brand": CARD_BRAND_LABELS.get(order.card_brand, order.card_brand.title()),
         "can_cancel": order.status in CANCELLABLE,
+        "is_final": order.status in FINAL,
     }
     return render(request, "orders/order_detail.html", context)
 

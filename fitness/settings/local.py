@@ -1,6 +1,11 @@
 """Settings for `make run` on a developer's machine."""
 
 from fitness.settings.base import *  # noqa: F403
-from fitness.settings.base import env_bool
+from fitness.settings.base import BASE_DIR, env, env_bool
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
+# The notifications service's e-mails land as files in var/mail/ (one per message).
+EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = env("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
+# A parcel is "delivered" a few seconds after it ships, so a demo order finishes by itself.
+SHIPPING_DELIVERY_DELAY_SECONDS = float(env("SHIPPING_DELIVERY_DELAY_SECONDS", "5"))

@@ -347,3 +347,30 @@ def test_cancelling_another_customers_order_is_404(client, customer, other_custo
     assert response.status_code == 404
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING_PAYMENT
+
+
+def test_order_page_refreshes_itself_while_the_order_is_moving(client, customer):
+    # given an order that is still waiting for its payment
+    order = _place_order(customer)
+    client.force_login(customer)
+
+    # when
+    html = client.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+
+    # then the page carries the live block and the script that refreshes it
+    assert 'id="order-live" data-final="false"' in html
+    assert "setTimeout(refresh" in html
+
+
+def test_order_page_stops_refreshing_once_the_order_is_final(client, customer):
+    # given a delivered order
+    order = _place_order(customer)
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.DELIVERED)
+    client.force_login(customer)
+
+    # when
+    html = client.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+
+    # then
+    assert 'id="order-live" data-final="true"' in html
+    assert "setTimeout(refresh" not in html
