@@ -55,5 +55,15 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Benchmarks on the real PostgreSQL and RabbitMQ, own databases (docs/benchmarks.md).
+## `make bench BENCH_ARGS=--quick` for a smaller, faster run.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python scripts/preflight.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

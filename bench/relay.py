@@ -1,0 +1,303 @@
+"""Benchmarks of the outbox relay (issue 3): drain throughput, latency, retained history.
+
+1. ``drain``: 50,000 pending rows drained by the relay's drain loop *in-process*
+   (``outbox.relay.Relay(once=True).run()``, what ``relay_outbox --once`` runs, without the
+   interpreter and Django start-up), against the raw publish of the same messages (bench.raw),
+   interleaved round by round so both see the same machine.
+3. ``latency``: commit-to-consumer latency with ``relay_outbox`` running as a subprocess (woken by
+   LISTEN/NOTIFY), a producer thread committing one event per transaction at a steady rate, and a
+   consumer thread reading a bound queue.
+4. ``retained``: the drain of (1) again with 1,000,000 published rows kept in the table.
+
+Django must be set up (on the benchmark database) before these functions are called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import amqp
+
+from bench.common import (
+    PREFIX,
+    PYTHON,
+    Route,
+    amqp_connect,
+    bench_env,
+    connect_db,
+    median,
+    percentile,
+    process,
+    wait_for_log,
+)
+from bench.raw import raw_publish
+from bench.rows import copy_pending, insert_published, make_messages, order_payload, reset_outbox
+
+RAW_WINDOWS = (500, 5000)
+
+
+def _pending(conn: object) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM outbox_message WHERE published_at IS NULL AND parked_at IS NULL"
+    ).fetchone()[0]
+
+
+def relay_drain(expected: int) -> dict:
+    """Drain the outbox in-process with the relay's own loop; returns its rate."""
+    from django.db import connection
+
+    from outbox.relay import Relay
+
+    relay = Relay(once=True)
+    started = time.perf_counter()
+    published = relay.run()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    if published != expected:
+        raise RuntimeError(f"relay published {published} of {expected} rows")
+    return {"messages": published, "seconds": round(elapsed, 3), "msg_per_s": published / elapsed}
+
+
+def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
+    """Benchmark 1: relay drain vs raw publish, ``rounds`` interleaved rounds, medians."""
+    from outbox.wire import to_amqp
+
+    route = Route(f"{PREFIX}drain", f"{PREFIX}drain.q", queue_type)
+    route.declare()
+    messages = make_messages(n, exchange=route.exchange)
+    wire = [(to_amqp(m), m.exchange, m.routing_key) for m in messages]
+    raw_runs: list[dict] = []
+    relay_runs: list[dict] = []
+    try:
+        with connect_db() as conn:
+            for _ in range(rounds):
+                for window in RAW_WINDOWS:
+                    route.purge()
+                    raw_runs.append(raw_publish(wire, window=window))
+                    _check_delivered(route, n)
+                route.purge()
+                reset_outbox(conn)
+                copy_pending(conn, messages)
+                relay_runs.append(relay_drain(n))
+                _check_delivered(route, n)
+                if _pending(conn):
+                    raise RuntimeError("rows still pending after the drain")
+            # Once, for the record: the same drain as the command people run (with start-up).
+            route.purge()
+            reset_outbox(conn)
+            copy_pending(conn, messages)
+            command = _relay_once_subprocess(n, log_dir)
+            _check_delivered(route, n)
+    finally:
+        route.delete()
+    best_window = max(RAW_WINDOWS, key=lambda w: _median_rate(raw_runs, w))
+    raw_rate = _median_rate(raw_runs, best_window)
+    relay_rate = median([r["msg_per_s"] for r in relay_runs])
+    return {
+        "messages": n,
+        "rounds": rounds,
+        "queue_type": queue_type,
+        "message_body_bytes": len(wire[0][0].body),
+        "raw_msg_per_s": round(raw_rate, 1),
+        "raw_best_window": best_window,
+        "raw_by_window": {w: round(_median_rate(raw_runs, w), 1) for w in RAW_WINDOWS},
+        "relay_msg_per_s": round(relay_rate, 1),
+        "relay_runs_msg_per_s": [round(r["msg_per_s"], 1) for r in relay_runs],
+        "raw_runs": raw_runs,
+        "ratio": round(relay_rate / raw_rate, 3),
+        "target_ratio": 0.8,
+        "relay_once_subprocess": command,
+    }
+
+
+def _median_rate(runs: list[dict], window: int) -> float:
+    return median([r["msg_per_s"] for r in runs if r["window"] == window])
+
+
+def _check_delivered(route: Route, n: int) -> None:
+    depth = route.wait_depth(n)
+    if depth != n:
+        raise RuntimeError(f"{route.queue}: {depth} messages routed, expected {n}")
+
+
+def _relay_once_subprocess(n: int, log_dir: Path) -> dict:
+    """``manage.py relay_outbox --once`` as a subprocess: wall time including start-up."""
+    import subprocess
+
+    log = log_dir / "relay_once.log"
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        subprocess.run(
+            [PYTHON, "manage.py", "relay_outbox", "--once"],
+            env=bench_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    elapsed = time.perf_counter() - started
+    return {"messages": n, "seconds": round(elapsed, 3), "msg_per_s": round(n / elapsed, 1)}
+
+
+def retained(
+    *, n: int, history: int, rounds: int, queue_type: str, baseline_msg_per_s: float | None
+) -> dict:
+    """Benchmark 4: drain ``n`` pending rows with ``history`` published rows in the table."""
+    route = Route(f"{PREFIX}retained", f"{PREFIX}retained.q", queue_type)
+    route.declare()
+    runs: list[dict] = []
+    try:
+        with connect_db() as conn:
+            reset_outbox(conn)
+            started = time.perf_counter()
+            insert_published(conn, history, exchange=route.exchange)
+            load_seconds = time.perf_counter() - started
+            for round_no in range(rounds):
+                route.purge()
+                # Fresh event ids and aggregates each round: the previous round's rows stay.
+                messages = make_messages(n, exchange=route.exchange, start=round_no * n)
+                copy_pending(conn, messages)
+                runs.append(relay_drain(n))
+                _check_delivered(route, n)
+            total_rows = conn.execute("SELECT count(*) FROM outbox_message").fetchone()[0]
+            table_size = conn.execute(
+                "SELECT pg_size_pretty(pg_total_relation_size('outbox_message'))"
+            ).fetchone()[0]
+            reset_outbox(conn)
+    finally:
+        route.delete()
+    rate = median([r["msg_per_s"] for r in runs])
+    result = {
+        "messages": n,
+        "retained_published_rows": history,
+        "rows_in_table_at_end": total_rows,
+        "table_size_at_end": table_size,
+        "history_load_seconds": round(load_seconds, 1),
+        "rounds": rounds,
+        "relay_msg_per_s": round(rate, 1),
+        "relay_runs_msg_per_s": [round(r["msg_per_s"], 1) for r in runs],
+        "target_ratio": 0.9,
+    }
+    if baseline_msg_per_s:
+        result["ratio_to_drain"] = round(rate / baseline_msg_per_s, 3)
+    return result
+
+
+def latency(*, rate: float, seconds: float, warmup: float, queue_type: str, log_dir: Path) -> dict:
+    """Benchmark 3: commit-to-consumer latency at a steady ``rate`` of single-event commits."""
+    from django.db import connection, transaction
+
+    from outbox.recording import record_event
+    from outbox.registry import EventType, register, unregister
+
+    route = Route(f"{PREFIX}latency", f"{PREFIX}latency.q", queue_type)
+    route.declare()
+    event_type = register(
+        EventType(
+            type="bench.latency.tick",
+            version=1,
+            exchange=route.exchange,
+            aggregate_type="bench_tick",
+            schema={"type": "object", "required": ["order_id"]},
+            description="Benchmark event (bench/relay.py), never produced by the shop.",
+        )
+    )
+    with connect_db() as conn:
+        reset_outbox(conn)
+    committed: dict[str, float] = {}
+    received: dict[str, float] = {}
+    stop = threading.Event()
+    consumer_ready = threading.Event()
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            with contextlib.closing(amqp_connect("bench-latency-consumer")) as conn:
+                channel = conn.channel()
+                channel.basic_qos(0, 1000, False)
+
+                def on_message(message: amqp.Message) -> None:
+                    received[message.properties["message_id"]] = time.time()
+
+                channel.basic_consume(route.queue, callback=on_message, no_ack=True)
+                consumer_ready.set()
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=0.2)
+        except BaseException as exc:
+            errors.append(exc)
+            consumer_ready.set()
+
+    total = int(rate * (seconds + warmup))
+    behind = [0.0]
+
+    def produce() -> None:
+        try:
+            payload = order_payload(1)
+            started = time.perf_counter()
+            for i in range(total):
+                due = started + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    behind[0] = max(behind[0], -delay)
+                with transaction.atomic():
+                    row = record_event(event_type, aggregate_id=str(i), payload=payload)
+                committed[str(row.event_id)] = time.time()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    relay_log = log_dir / "relay_latency.log"
+    consumer = threading.Thread(target=consume, name="consumer", daemon=True)
+    consumer.start()
+    consumer_ready.wait(10)
+    try:
+        with process(
+            [PYTHON, "manage.py", "relay_outbox"],
+            env=bench_env(LOG_LEVEL="INFO"),
+            log=relay_log,
+        ) as relay:
+            wait_for_log(relay_log, "relay starting", relay, timeout=30)
+            time.sleep(0.5)  # its first (empty) claim and LISTEN are done by now
+            produce_started = time.perf_counter()
+            producer = threading.Thread(target=produce, name="producer")
+            producer.start()
+            producer.join()
+            produce_seconds = time.perf_counter() - produce_started
+            deadline = time.monotonic() + 15
+            while len(received) < total and time.monotonic() < deadline and not errors:
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        consumer.join(5)
+        unregister(event_type)
+        route.delete()
+        with connect_db() as conn:
+            reset_outbox(conn)
+    if errors:
+        raise errors[0]
+    # Drop the warm-up (the first ``warmup`` seconds of events) from the statistics.
+    skip = int(rate * warmup)
+    ordered = sorted(committed.items(), key=lambda item: item[1])[skip:]
+    latencies = [(received[eid] - t) * 1000 for eid, t in ordered if eid in received]
+    missing = sum(1 for eid, _ in ordered if eid not in received)
+    return {
+        "target_rate": rate,
+        "achieved_rate": round(total / produce_seconds, 1),
+        "producer_max_lag_ms": round(behind[0] * 1000, 1),
+        "seconds_measured": seconds,
+        "warmup_seconds": warmup,
+        "events_measured": len(latencies),
+        "events_missing": missing,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2) if latencies else None,
+        "target_p99_ms": 20,
+        "commit_time": "wall clock right after transaction.atomic() returned (producer thread)",
+    }
