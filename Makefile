@@ -39,7 +39,7 @@ run: migrate
 
 ## The whole test suite against the real PostgreSQL and RabbitMQ, plus lint and import boundaries.
 test: install-dev
-	$(BIN)/python scripts/preflight.py
+	$(BIN)/python scripts/preflight.py --test-vhost
 	./scripts/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -4,6 +4,11 @@ from fitness.settings.base import *  # noqa: F403
 from fitness.settings.base import env
 
 DEBUG = False
+# A virtual host of the tests' own (created by `make test`), so a running `make run` with the
+# same queue names never steals the tests' events, nor the other way round.
+TEST_BROKER_URL = env("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/fitness_test")
+CELERY_BROKER_URL = TEST_BROKER_URL
+OUTBOX_BROKER_URL = env("OUTBOX_BROKER_URL", TEST_BROKER_URL)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Worker processes started by the saga tests write mails to files the test can read.
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")

@@ -5,10 +5,12 @@ import random
 import re
 import signal
 import threading
+from urllib.parse import urlparse
 
 import pytest
 from django.db import connection, transaction
 
+from outbox.conf import get_settings
 from outbox.leases import LOCK_NAMESPACE, PRESENCE_KEY
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
@@ -164,7 +166,10 @@ def test_relay_catches_up_after_the_broker_was_unreachable(event_type, broker, t
     # Given a relay whose broker cannot be reached (nothing listens on the proxy's port yet)
     queue = bind_queue(broker, event_type.exchange)
     proxy = TcpProxy(("127.0.0.1", 5672))
-    relay = RelayProcess(tmp_path, OUTBOX_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+    vhost = urlparse(get_settings().broker_url).path  # the tests' virtual host
+    relay = RelayProcess(
+        tmp_path, OUTBOX_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}"
+    )
     try:
         relay.wait_for_log("connection problem")
         rows = [record(event_type, f"o-{n}") for n in range(20)]

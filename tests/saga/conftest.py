@@ -27,7 +27,7 @@ class ManagedCommand:
     """``manage.py <command>`` as a child process on the test database, logging to a file."""
 
     def __init__(self, tmp_path: Path, *command: str, **env: str) -> None:
-        # "relay_outbox", or the service name for "consume_events --service <name>".
+        # The service name for "consume_events --service <name>", else the command.
         self.name = command[-1] if command[0] == "consume_events" else command[0]
         self.log_path = tmp_path / f"{self.name}-{uuid.uuid4().hex[:6]}.log"
         environment = {
@@ -91,8 +91,11 @@ def start_saga(tmp_path: Path, mail_dir: Path) -> Iterator[Callable[..., list[Ma
         "DJANGO_EMAIL_FILE_PATH": str(mail_dir),
     }
 
-    def start(*services: str, **extra_env: str) -> list[ManagedCommand]:
-        processes = [ManagedCommand(tmp_path, "relay_outbox", **env, **extra_env)]
+    def start(*services: str, relay_databases: tuple[str, ...] = ("default",), **extra_env: str):
+        processes = [
+            ManagedCommand(tmp_path, "relay_outbox", "--database", alias, **env, **extra_env)
+            for alias in relay_databases
+        ]
         for name in services or SERVICES:
             processes.append(
                 ManagedCommand(tmp_path, "consume_events", "--service", name, **env, **extra_env)

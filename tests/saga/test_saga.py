@@ -1,21 +1,33 @@
 """End to end: order placed -> paid -> shipped -> delivered, and the compensation paths, with
 the real relay, RabbitMQ and one worker process per service."""
 
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
+from django.db import transaction
+from django.utils import timezone
+from psycopg import sql
 
 from apps.carts.services import cart_add_item
 from apps.catalog.models import Product
 from apps.orders.models import Order, OrderStatus
 from apps.orders.services import CardInput, ShippingAddress, order_cancel, order_place
 from consumers.notifications.models import Notification
+from consumers.payments.events import PAYMENT_AUTHORIZED
 from consumers.payments.models import Payment
+from consumers.shipping.events import SHIPMENT_DELIVERED, SHIPMENT_DISPATCHED
 from consumers.shipping.models import Shipment
 from outbox.consumer.models import InboxEntry
 from outbox.models import OutboxMessage
-from outbox.tests.helpers import wait_for
+from outbox.recording import record_event
+from outbox.tests.helpers import BASE_DIR, database_url, wait_for
 from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -122,3 +134,85 @@ def test_an_event_published_twice_has_one_effect(start_saga):
     assert Shipment.objects.filter(order_id=order.pk).count() == 1
     assert Notification.objects.filter(order_id=order.pk, kind=placed.type).count() == 1
     assert InboxEntry.objects.filter(event_id=placed.event_id).count() == 2
+
+
+def test_events_of_one_order_arriving_out_of_order_end_in_the_in_order_state(start_saga):
+    # given only the monolith's handlers running, and an order waiting for its payment
+    start_saga("orders")
+    order = _place_order(GOOD_CARD)
+    order_id, now = order.pk, timezone.now().isoformat()
+    shipped = {
+        "order_id": order_id,
+        "tracking_number": str(uuid.uuid4()),
+        "carrier": "UPS",
+        "customer_email": "x@example.com",
+    }
+    # when the saga's later events are published first: delivered, dispatched, then authorized
+    with transaction.atomic():
+        for event_type, payload in [
+            (SHIPMENT_DELIVERED, {**shipped, "delivered_at": now}),
+            (SHIPMENT_DISPATCHED, {**shipped, "dispatched_at": now}),
+        ]:
+            record_event(event_type, aggregate_id=str(order_id), payload=payload)
+        record_event(
+            PAYMENT_AUTHORIZED,
+            aggregate_id=str(order_id),
+            payload={
+                "order_id": order_id,
+                "amount": f"{order.total:.2f}",
+                "currency": "USD",
+                "transaction_id": str(uuid.uuid4()),
+                "card_brand": "visa",
+                "card_last4": "2222",
+            },
+        )
+    # then each early event waits for its predecessor and the order ends as if they were in order
+    _wait_status(order, OrderStatus.DELIVERED)
+    kinds = list(Order.objects.get(pk=order_id).timeline.values_list("kind", flat=True))
+    assert kinds == [
+        "orders.order.placed",
+        "payments.payment.authorized",
+        "shipping.shipment.dispatched",
+        "shipping.shipment.delivered",
+    ]
+
+
+@pytest.fixture
+def payments_database() -> Iterator[str]:
+    """A separate, migrated PostgreSQL database for the payments service; its URL."""
+    name = f"test_fitness_payments_{uuid.uuid4().hex[:8]}"
+    url = database_url().rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fitness.settings.test",
+        "DATABASE_URL": database_url(),
+        "PAYMENTS_DATABASE_URL": url,
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--database", "payments", "-v", "0"],
+        cwd=BASE_DIR,
+        env=environment,
+        check=True,
+    )
+    yield url
+    with psycopg.connect(database_url(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_payments_can_run_on_a_database_of_its_own(start_saga, payments_database):
+    # given every service running, payments with its own database and a relay for its outbox
+    start_saga(relay_databases=("default", "payments"), PAYMENTS_DATABASE_URL=payments_database)
+    # when an order is placed
+    order = _place_order(GOOD_CARD)
+    # then the saga completes, and the payment lives in the payments database only
+    _wait_status(order, OrderStatus.DELIVERED)
+    with psycopg.connect(payments_database) as own:
+        rows = own.execute("SELECT order_id, status FROM payments_payment").fetchall()
+        published = own.execute(
+            "SELECT type FROM outbox_message WHERE published_at IS NOT NULL"
+        ).fetchall()
+    assert rows == [(order.pk, "authorized")]
+    assert published == [("payments.payment.authorized",)]
+    assert not Payment.objects.using("default").exists()

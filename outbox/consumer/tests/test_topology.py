@@ -2,11 +2,13 @@
 
 import shutil
 import subprocess
+from urllib.parse import unquote, urlparse
 
 import amqp
 import pytest
 from django.core.management import CommandError, call_command
 
+from outbox.conf import get_settings
 from outbox.consumer.tests.conftest import consumer_db
 from outbox.consumer.tests.support import (
     broker_connection,
@@ -73,10 +75,15 @@ def test_the_events_queue_is_quorum_with_its_delivery_limit_and_dlx(bed, change)
         redeclare(bed.service.queue_name, arguments)
 
 
+def _vhost() -> str:
+    """The virtual host the tests' broker URL names ("/" when none)."""
+    return unquote(urlparse(get_settings().broker_url).path[1:]) or "/"
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 def test_rabbitmqctl_shows_the_arguments(bed):
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "type", "arguments"],
+        ["rabbitmqctl", "-q", "list_queues", "-p", _vhost(), "name", "type", "arguments"],
         capture_output=True,
         text=True,
         timeout=30,
