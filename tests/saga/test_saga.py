@@ -216,3 +216,22 @@ def test_payments_can_run_on_a_database_of_its_own(start_saga, payments_database
     assert rows == [(order.pk, "authorized")]
     assert published == [("payments.payment.authorized",)]
     assert not Payment.objects.using("default").exists()
+
+
+def test_a_payments_worker_killed_between_commit_and_ack_charges_once(start_saga):
+    # given a payments worker that pauses after its commit and before its ack (test-only hook)
+    _relay, paused = start_saga("payments", OUTBOX_TEST_PAUSE_BEFORE_ACK="30")
+    order = _place_order(GOOD_CARD)
+    wait_for(lambda: "pausing before ack" in paused.log, 20, "the commit before the ack")
+    assert Payment.objects.filter(order_id=order.pk).count() == 1
+    # when it is killed right there, and a normal worker takes over
+    paused.process.kill()
+    paused.process.wait(10)
+    (restarted,) = start_saga("payments", relay_databases=())
+    # then the redelivered event is recognised and the card is charged exactly once
+    wait_for(lambda: "duplicate ignored" in restarted.log, 20, "the redelivery")
+    assert Payment.objects.filter(order_id=order.pk).count() == 1
+    authorized = OutboxMessage.objects.filter(
+        type="payments.payment.authorized", aggregate_id=str(order.pk)
+    )
+    assert authorized.count() == 1
