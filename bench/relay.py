@@ -4,9 +4,7 @@
    (``outbox.relay.Relay(once=True).run()``, what ``relay_outbox --once`` runs, without the
    interpreter and Django start-up), against the raw publish of the same messages (bench.raw),
    interleaved round by round so both see the same machine.
-3. ``latency``: commit-to-consumer latency with ``relay_outbox`` running as a subprocess (woken by
-   LISTEN/NOTIFY), a producer thread committing one event per transaction at a steady rate, and a
-   consumer thread reading a bound queue.
+3. ``latency``: see bench.latency.
 4. ``retained``: the drain of (1) again with 1,000,000 published rows kept in the table.
 
 Django must be set up (on the benchmark database) before these functions are called.
@@ -14,27 +12,19 @@ Django must be set up (on the benchmark database) before these functions are cal
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from pathlib import Path
-
-import amqp
 
 from bench.common import (
     PREFIX,
     PYTHON,
     Route,
-    amqp_connect,
     bench_env,
     connect_db,
     median,
-    percentile,
-    process,
-    wait_for_log,
 )
 from bench.raw import raw_publish
-from bench.rows import copy_pending, insert_published, make_messages, order_payload, reset_outbox
+from bench.rows import copy_pending, insert_published, make_messages, reset_outbox
 
 RAW_WINDOWS = (500, 5000)
 
@@ -183,121 +173,3 @@ def retained(
     if baseline_msg_per_s:
         result["ratio_to_drain"] = round(rate / baseline_msg_per_s, 3)
     return result
-
-
-def latency(*, rate: float, seconds: float, warmup: float, queue_type: str, log_dir: Path) -> dict:
-    """Benchmark 3: commit-to-consumer latency at a steady ``rate`` of single-event commits."""
-    from django.db import connection, transaction
-
-    from outbox.recording import record_event
-    from outbox.registry import EventType, register, unregister
-
-    route = Route(f"{PREFIX}latency", f"{PREFIX}latency.q", queue_type)
-    route.declare()
-    event_type = register(
-        EventType(
-            type="bench.latency.tick",
-            version=1,
-            exchange=route.exchange,
-            aggregate_type="bench_tick",
-            schema={"type": "object", "required": ["order_id"]},
-            description="Benchmark event (bench/relay.py), never produced by the shop.",
-        )
-    )
-    with connect_db() as conn:
-        reset_outbox(conn)
-    committed: dict[str, float] = {}
-    received: dict[str, float] = {}
-    stop = threading.Event()
-    consumer_ready = threading.Event()
-    errors: list[BaseException] = []
-
-    def consume() -> None:
-        try:
-            with contextlib.closing(amqp_connect("bench-latency-consumer")) as conn:
-                channel = conn.channel()
-                channel.basic_qos(0, 1000, False)
-
-                def on_message(message: amqp.Message) -> None:
-                    received[message.properties["message_id"]] = time.time()
-
-                channel.basic_consume(route.queue, callback=on_message, no_ack=True)
-                consumer_ready.set()
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        conn.drain_events(timeout=0.2)
-        except BaseException as exc:
-            errors.append(exc)
-            consumer_ready.set()
-
-    total = int(rate * (seconds + warmup))
-    behind = [0.0]
-
-    def produce() -> None:
-        try:
-            payload = order_payload(1)
-            started = time.perf_counter()
-            for i in range(total):
-                due = started + i / rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    behind[0] = max(behind[0], -delay)
-                with transaction.atomic():
-                    row = record_event(event_type, aggregate_id=str(i), payload=payload)
-                committed[str(row.event_id)] = time.time()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    relay_log = log_dir / "relay_latency.log"
-    consumer = threading.Thread(target=consume, name="consumer", daemon=True)
-    consumer.start()
-    consumer_ready.wait(10)
-    try:
-        with process(
-            [PYTHON, "manage.py", "relay_outbox"],
-            env=bench_env(LOG_LEVEL="INFO"),
-            log=relay_log,
-        ) as relay:
-            wait_for_log(relay_log, "relay starting", relay, timeout=30)
-            time.sleep(0.5)  # its first (empty) claim and LISTEN are done by now
-            produce_started = time.perf_counter()
-            producer = threading.Thread(target=produce, name="producer")
-            producer.start()
-            producer.join()
-            produce_seconds = time.perf_counter() - produce_started
-            deadline = time.monotonic() + 15
-            while len(received) < total and time.monotonic() < deadline and not errors:
-                time.sleep(0.05)
-    finally:
-        stop.set()
-        consumer.join(5)
-        unregister(event_type)
-        route.delete()
-        with connect_db() as conn:
-            reset_outbox(conn)
-    if errors:
-        raise errors[0]
-    # Drop the warm-up (the first ``warmup`` seconds of events) from the statistics.
-    skip = int(rate * warmup)
-    ordered = sorted(committed.items(), key=lambda item: item[1])[skip:]
-    latencies = [(received[eid] - t) * 1000 for eid, t in ordered if eid in received]
-    missing = sum(1 for eid, _ in ordered if eid not in received)
-    return {
-        "target_rate": rate,
-        "achieved_rate": round(total / produce_seconds, 1),
-        "producer_max_lag_ms": round(behind[0] * 1000, 1),
-        "seconds_measured": seconds,
-        "warmup_seconds": warmup,
-        "events_measured": len(latencies),
-        "events_missing": missing,
-        "p50_ms": round(percentile(latencies, 50), 2),
-        "p95_ms": round(percentile(latencies, 95), 2),
-        "p99_ms": round(percentile(latencies, 99), 2),
-        "max_ms": round(max(latencies), 2) if latencies else None,
-        "target_p99_ms": 20,
-        "commit_time": "wall clock right after transaction.atomic() returned (producer thread)",
-    }

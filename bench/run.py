@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["quorum", "classic"],
         help="type of the bound queue the messages are routed to (the shop's are quorum)",
     )
+    parser.add_argument(
+        "--latency-producers",
+        type=int,
+        default=1,
+        help="processes sharing the latency benchmark's commit schedule (default 1)",
+    )
     parser.add_argument("--fresh", action="store_true", help="drop and re-create the bench DBs")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -92,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"running {name}")
         t0 = time.perf_counter()
         try:
-            results[name] = _run_one(name, sizes, args.queue_type, log_dir, results)
+            results[name] = _run_one(
+                name, sizes, args.queue_type, args.latency_producers, log_dir, results
+            )
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -113,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def _run_one(name: str, sizes: Sizes, queue_type: str, log_dir: Path, done: dict) -> dict:
+def _run_one(
+    name: str, sizes: Sizes, queue_type: str, producers: int, log_dir: Path, done: dict
+) -> dict:
     if name == "drain":
         from bench.relay import drain
 
@@ -130,12 +140,13 @@ def _run_one(name: str, sizes: Sizes, queue_type: str, log_dir: Path, done: dict
             )
         return result
     if name == "latency":
-        from bench.relay import latency
+        from bench.latency import latency
 
         return latency(
             rate=sizes.latency_rate,
             seconds=sizes.latency_seconds,
             warmup=sizes.latency_warmup,
+            producers=producers,
             queue_type=queue_type,
             log_dir=log_dir,
         )
