@@ -27,7 +27,8 @@ PYTHON = sys.executable
 PG_HOST = os.environ.get("BENCH_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5432"))
 PG_USER = os.environ.get("BENCH_PG_USER", "postgres")
-BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# A virtual host of its own: a developer's `make run` (same queue names) is never disturbed.
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/fitness_bench")
 BENCH_DB = "fitness_bench"
 DOP_DB = "fitness_bench_dop"
 # Exchanges and queues the benchmarks declare, and delete when done (all start "bench.").
@@ -93,6 +94,13 @@ def run(args: list[str], *, env: dict[str, str], quiet: bool = True) -> None:
         raise RuntimeError(f"{' '.join(args)} exited with {result.returncode}")
 
 
+def broker_vhost() -> str:
+    """The benchmark broker's virtual host."""
+    from kombu.utils.url import parse_url
+
+    return parse_url(BROKER_URL).get("virtual_host") or "/"
+
+
 def amqp_connect(name: str = "bench") -> amqp.Connection:
     """A py-amqp connection to the benchmark broker."""
     from kombu.utils.url import parse_url
@@ -108,6 +116,21 @@ def amqp_connect(name: str = "bench") -> amqp.Connection:
     )
     conn.connect()
     return conn
+
+
+def ensure_vhost() -> None:
+    """Create the benchmark's virtual host with rabbitmqctl (a local broker) if it is missing."""
+    try:
+        amqp_connect().close()
+        return
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed):
+        pass
+    vhost = broker_vhost()
+    for command in (
+        ["rabbitmqctl", "-q", "add_vhost", vhost],
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
 
 
 @dataclass

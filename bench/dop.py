@@ -26,6 +26,7 @@ from bench.common import (
     Route,
     amqp_connect,
     bench_env,
+    broker_vhost,
     connect_db,
     database_url,
     ensure_database,
@@ -64,6 +65,7 @@ def dop_env() -> dict[str, str]:
     return bench_env(
         DJANGO_SETTINGS_MODULE="bench.dop_settings",
         DOP_DATABASE_URL=database_url(DOP_DB),
+        DOP_STOMP_VHOST=broker_vhost(),
     )
 
 

@@ -24,4 +24,5 @@ DJANGO_OUTBOX_PATTERN = {
     "DEFAULT_STOMP_HOST_AND_PORTS": [("127.0.0.1", int(os.environ.get("DOP_STOMP_PORT", "61613")))],
     "DEFAULT_STOMP_USERNAME": "guest",
     "DEFAULT_STOMP_PASSCODE": "guest",
+    "DEFAULT_STOMP_VHOST": os.environ.get("DOP_STOMP_VHOST", "/"),
 }

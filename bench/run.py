@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import BENCH_DB, PYTHON, ROOT, bench_env, ensure_database, machine, run
+from bench.common import (
+    BENCH_DB,
+    PYTHON,
+    ROOT,
+    bench_env,
+    ensure_database,
+    ensure_vhost,
+    machine,
+    run,
+)
 
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("drain", "dop", "latency", "retained", "saga")
@@ -40,10 +49,12 @@ class Sizes:
     retained: int
     retained_rounds: int
     saga_orders: int
+    saga_paced_orders: int
+    saga_paced_rate: float
 
 
-FULL = Sizes(50_000, 3, 5_000, 500, 20, 2, 1_000_000, 50_000, 3, 300)
-QUICK = Sizes(10_000, 1, 1_000, 500, 5, 1, 100_000, 10_000, 1, 40)
+FULL = Sizes(50_000, 3, 5_000, 500, 20, 2, 1_000_000, 50_000, 3, 300, 50, 5)
+QUICK = Sizes(10_000, 1, 1_000, 500, 5, 1, 100_000, 10_000, 1, 40, 10, 5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="processes sharing the latency benchmark's commit schedule (default 1)",
     )
+    parser.add_argument(
+        "--saga-workers",
+        default="standalone",
+        choices=["standalone", "celery"],
+        help="saga workers: manage.py consume_events (default) or the Procfile's Celery workers",
+    )
     parser.add_argument("--fresh", action="store_true", help="drop and re-create the bench DBs")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -73,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = RESULTS / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
+    ensure_vhost()
     started = time.perf_counter()
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "queue_type": args.queue_type,
         "machine": machine(),
+        "git": _git(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "results": {},
         "errors": {},
@@ -98,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"running {name}")
         t0 = time.perf_counter()
         try:
-            results[name] = _run_one(
-                name, sizes, args.queue_type, args.latency_producers, log_dir, results
-            )
+            results[name] = _run_one(name, sizes, args, log_dir, results)
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -122,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_one(
-    name: str, sizes: Sizes, queue_type: str, producers: int, log_dir: Path, done: dict
+    name: str, sizes: Sizes, options: argparse.Namespace, log_dir: Path, done: dict
 ) -> dict:
+    queue_type, producers = options.queue_type, options.latency_producers
     if name == "drain":
         from bench.relay import drain
 
@@ -164,7 +182,13 @@ def _run_one(
     if name == "saga":
         from bench.saga import saga
 
-        return saga(orders=sizes.saga_orders, log_dir=log_dir)
+        return saga(
+            orders=sizes.saga_orders,
+            paced_orders=sizes.saga_paced_orders,
+            paced_rate=sizes.saga_paced_rate,
+            workers=options.saga_workers,
+            log_dir=log_dir,
+        )
     raise ValueError(name)
 
 
@@ -236,12 +260,23 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
         if d.get("skipped"):
             rows.append(("5 saga (issue 4)", "not run", d["skipped"], "TODO"))
         else:
+            b, p = d["burst"], d["paced"]
             rows.append(
                 (
-                    f"5 saga, {d['orders']} orders, 1 worker/service",
-                    f"{d['orders_per_s']:.1f} orders/s placed->delivered",
-                    f"checkout->paid median {d['paid_median_ms']:.0f} ms, "
-                    f"p99 {d['paid_p99_ms']:.0f} ms; {d['delivered']}/{d['orders']} delivered",
+                    f"5 saga burst, {b['orders']} orders ({d['workers']} workers)",
+                    f"{b['orders_per_s']} orders/s placed->delivered",
+                    f"{b['delivered']}/{b['orders']} delivered; checkout->paid median "
+                    f"{b['paid_median_ms']:.0f} ms, p99 {b['paid_p99_ms']:.0f} ms (queueing)",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"  saga paced, {p['orders']} orders at {p['rate']:.0f}/s",
+                    f"checkout->paid median {p['paid_median_ms']:.0f} ms / p99 "
+                    f"{p['paid_p99_ms']:.0f} ms",
+                    f"{p['delivered']}/{p['orders']} delivered; checkout->delivered median "
+                    f"{p['delivered_median_ms']:.0f} ms",
                     "",
                 )
             )
@@ -282,6 +317,20 @@ def _summary(report: dict) -> dict:
         }
     out["errors"] = report["errors"]
     return out
+
+
+def _git() -> dict:
+    """Which code was measured: HEAD, and whether the relay's code had uncommitted changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    return {
+        "head": git("rev-parse", "--short", "HEAD"),
+        "outbox_uncommitted": bool(git("status", "--porcelain", "--", "outbox")),
+    }
 
 
 def _say(message: str) -> None:
