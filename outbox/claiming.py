@@ -9,11 +9,33 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.db import connections
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.db.models.functions import Now
 
-from outbox.models import PENDING, OutboxMessage
+from outbox.models import OutboxMessage
 from outbox.publisher import Failure
+
+# Walks the pending rows in id order (outbox_pending_id_idx) and stops after `limit` matches.
+# "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of outbox_pending_aggregate_idx per
+# scanned row) instead of letting the planner turn it into an anti-join: without fresh
+# statistics (a burst of inserts before autoanalyze) that join was planned as a nested loop
+# without index conditions, quadratic in the backlog. statement_timestamp() is the clock Django's
+# Now() uses for next_attempt_at (now() would be the start of an enclosing transaction).
+CLAIM_SQL = """
+SELECT m.* FROM outbox_message AS m
+WHERE m.published_at IS NULL AND m.parked_at IS NULL
+  AND m.partition = ANY(%(partitions)s)
+  AND m.next_attempt_at <= statement_timestamp()
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox_message AS e
+    WHERE e.published_at IS NULL AND e.parked_at IS NULL
+      AND e.aggregate_type = m.aggregate_type AND e.aggregate_id = m.aggregate_id
+      AND e.sequence < m.sequence
+      AND e.next_attempt_at > statement_timestamp()
+    OFFSET 0)
+ORDER BY m.id
+LIMIT %(limit)s
+"""
 
 # attempts counts every publish attempt, the successful one included.
 RECORD_FAILURES_SQL = """
@@ -45,18 +67,10 @@ def claim_batch(
     partitions = list(partitions)
     if not partitions:
         return []
-    waiting_predecessor = OutboxMessage.objects.using(using).filter(
-        PENDING,
-        aggregate_type=OuterRef("aggregate_type"),
-        aggregate_id=OuterRef("aggregate_id"),
-        sequence__lt=OuterRef("sequence"),
-        next_attempt_at__gt=Now(),
-    )
     return list(
-        OutboxMessage.objects.using(using)
-        .filter(PENDING, partition__in=partitions, next_attempt_at__lte=Now())
-        .filter(~Exists(waiting_predecessor))
-        .order_by("id")[:limit]
+        OutboxMessage.objects.using(using).raw(
+            CLAIM_SQL, {"partitions": partitions, "limit": limit}
+        )
     )
 
 

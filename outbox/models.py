@@ -57,8 +57,8 @@ class OutboxMessage(models.Model):
             ),
         ]
         indexes = [
-            # The relay's claim: pending rows of the partitions it leases, in id order.
-            models.Index(fields=["partition", "id"], name="outbox_pending_idx", condition=PENDING),
+            # The relay's claim walks pending rows in id order and stops after one batch.
+            models.Index(fields=["id"], name="outbox_pending_id_idx", condition=PENDING),
             # The "no earlier pending row of this aggregate" check of the claim.
             models.Index(
                 fields=["aggregate_type", "aggregate_id", "sequence"],

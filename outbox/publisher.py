@@ -95,9 +95,12 @@ class Publisher:
         self._round = result = RoundResult()
         to_send: list[tuple[OutboxMessage, bytes]] = []
         try:
+            # One check per exchange and round, however many rows go to it.
+            exchanges = {message.exchange for message in messages}
+            missing = {name for name in exchanges if not self._exchange_exists(name)}
             for message in messages:
                 body = encode_body(message)
-                problem = self._preflight(message, body)
+                problem = self._preflight(message, body, missing)
                 if problem is not None:
                     result.failed.append(problem)
                 else:
@@ -112,7 +115,7 @@ class Publisher:
             self.close()
         return result
 
-    def _preflight(self, message: OutboxMessage, body: bytes) -> Failure | None:
+    def _preflight(self, message: OutboxMessage, body: bytes, missing: set[str]) -> Failure | None:
         """Catch the failures we can see before publishing, so they cannot spoil the round."""
         size = encoded_size(message, body)
         if size > self.max_message_bytes:
@@ -123,7 +126,7 @@ class Publisher:
                 f"({self.max_message_bytes})",
                 terminal=True,
             )
-        if not self._exchange_exists(message.exchange):
+        if message.exchange in missing:
             return Failure(message, f"exchange {message.exchange!r} does not exist (setup_broker?)")
         return None
 

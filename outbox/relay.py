@@ -73,6 +73,7 @@ class Relay:
         self.published_total = 0
         self._stopping = False
         self._next_rebalance = 0.0
+        self._tried: set[int] = set()
         self._test_pause = float(os.environ.get(TEST_PAUSE_ENV) or 0)
 
     def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -99,7 +100,7 @@ class Relay:
         try:
             while not self._stopping:
                 try:
-                    claimed = self._iteration()
+                    claimed, new = self._iteration()
                 except (DatabaseError, *CONNECTION_ERRORS) as exc:
                     self._disconnect(exc)
                     if self.once:
@@ -108,7 +109,7 @@ class Relay:
                     continue
                 delays = _backoff(self.settings.reconnect_max_delay)
                 if self.once:
-                    if claimed == 0:
+                    if new == 0:
                         break
                 elif claimed < self.batch_size:
                     # A full batch means more is probably due: go again without waiting.
@@ -117,17 +118,25 @@ class Relay:
             self._shutdown()
         return self.published_total
 
-    def _iteration(self) -> int:
-        """Connect if needed, then claim and publish one batch; returns rows claimed."""
+    def _iteration(self) -> tuple[int, int]:
+        """Connect if needed, claim and publish one batch; returns (rows claimed, rows new).
+
+        "New" is only tracked with ``once``: rows this run has not tried yet. A ``--once`` run
+        stops when a batch brings nothing new, so it does not sit out a failing row's backoff.
+        """
         if not self.publisher.connected:
             self.publisher.connect()
             logger.info("connected to the broker")
         self.wakeup.prime()
         partitions = self._leased_partitions()
         batch = claim_batch(partitions=partitions, limit=self.batch_size, using=self.using)
+        new = len(batch)
+        if self.once:
+            new = sum(1 for message in batch if message.id not in self._tried)
+            self._tried.update(message.id for message in batch)
         if batch:
             self.process(batch)
-        return len(batch)
+        return len(batch), new
 
     def process(self, batch: list[OutboxMessage]) -> None:
         """Publish a claimed batch wave by wave, then record the outcome in the database."""
