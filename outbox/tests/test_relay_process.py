@@ -52,6 +52,20 @@ def partitions_by_relay() -> dict[int, list[int]]:
         return held
 
 
+def relay_backends() -> list[int]:
+    """The running relay's sessions: the one holding a presence lock, and its LISTEN session."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+            " AND objid::bigint = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " UNION SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%%'",
+            [LOCK_NAMESPACE, PRESENCE_KEY],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def test_relay_killed_between_publish_and_mark_publishes_again(event_type, broker, tmp_path):
     # Given a relay that will be killed after the broker confirmed, before it marks the row
     queue = bind_queue(broker, event_type.exchange)
@@ -197,3 +211,24 @@ def test_relay_catches_up_after_the_broker_was_unreachable(event_type, broker, t
     received = {m.properties["message_id"] for m in first + second}
     assert received == {str(row.event_id) for row in rows}
     assert {json.loads(m.body)["order_id"] for m in second} == {f"o-late-{n}" for n in range(10)}
+
+
+def test_relay_reconnects_after_losing_its_database_sessions(event_type, broker, tmp_path):
+    # Given a running relay whose database sessions (work and LISTEN) are killed
+    queue = bind_queue(broker, event_type.exchange)
+    relay = RelayProcess(tmp_path)
+    try:
+        relay.wait_for_log("leased partitions")
+        relay_pids = relay_backends()
+        assert len(relay_pids) == 2
+        with connection.cursor() as cursor:
+            for pid in relay_pids:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        # When an event commits afterwards, it is still published (after reconnecting)
+        row = record(event_type, "o-1")
+        messages = get_messages(broker, queue, 1, timeout=15)
+    finally:
+        relay.stop()
+    assert [m.properties["message_id"] for m in messages] == [str(row.event_id)]
+    assert "connection problem" in relay.log
