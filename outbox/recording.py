@@ -57,7 +57,7 @@ def record_event(
     event_id = uuid.uuid4()
     return OutboxMessage.objects.using(using).create(
         event_id=event_id,
-        source=get_settings().source,
+        source=event_type.source or get_settings().source,
         type=event_type.type,
         schema_version=event_type.version,
         aggregate_type=event_type.aggregate_type,

@@ -25,6 +25,9 @@ class EventType:
     # Excluded from the hash because dicts are unhashable; equality still compares it.
     schema: dict = field(hash=False)  # JSON Schema (draft 2020-12) of the payload
     description: str  # one sentence, for generated docs
+    # CloudEvents `source`: the producing service. Empty means OUTBOX_SOURCE, the process's own
+    # name; a split-out service living in the same code base names itself here.
+    source: str = ""
 
     @property
     def routing_key(self) -> str:

@@ -3,6 +3,7 @@
 from outbox.registry import EventType, register
 
 EXCHANGE = "fitness.payments"
+SOURCE = "fitness.payments"
 _MONEY = {"type": "string", "pattern": r"^-?\d+\.\d{2}$"}
 _BASE_REQUIRED = ["order_id", "amount", "currency"]
 _BASE_PROPERTIES = {
@@ -17,6 +18,7 @@ PAYMENT_AUTHORIZED = register(
         type="payments.payment.authorized",
         version=1,
         exchange=EXCHANGE,
+        source=SOURCE,
         aggregate_type="payment",
         description="The order's card was charged; the order can be shipped.",
         schema={
@@ -39,6 +41,7 @@ PAYMENT_DECLINED = register(
         type="payments.payment.declined",
         version=1,
         exchange=EXCHANGE,
+        source=SOURCE,
         aggregate_type="payment",
         description="The order's card was declined (expired, or refused by the issuer).",
         schema={
@@ -58,6 +61,7 @@ PAYMENT_REFUNDED = register(
         type="payments.payment.refunded",
         version=1,
         exchange=EXCHANGE,
+        source=SOURCE,
         aggregate_type="payment",
         description="A cancelled order's authorized payment was refunded in full.",
         schema={

@@ -3,6 +3,7 @@
 from outbox.registry import EventType, register
 
 EXCHANGE = "fitness.shipping"
+SOURCE = "fitness.shipping"
 _PROPERTIES = {
     "order_id": {"type": "integer"},
     "tracking_number": {"type": "string", "format": "uuid"},
@@ -15,6 +16,7 @@ SHIPMENT_DISPATCHED = register(
         type="shipping.shipment.dispatched",
         version=1,
         exchange=EXCHANGE,
+        source=SOURCE,
         aggregate_type="shipment",
         description="A paid order left the warehouse with a carrier and a tracking number.",
         schema={
@@ -33,6 +35,7 @@ SHIPMENT_DELIVERED = register(
         type="shipping.shipment.delivered",
         version=1,
         exchange=EXCHANGE,
+        source=SOURCE,
         aggregate_type="shipment",
         description="The carrier delivered the order's parcel.",
         schema={

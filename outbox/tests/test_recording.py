@@ -1,5 +1,6 @@
 """record_event: inside the caller's transaction, validated, with a full CloudEvents envelope."""
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from outbox.exceptions import InvalidPayload, NotInTransaction, UnknownEventType
 from outbox.models import OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.recording import record_event
-from outbox.registry import EventType
+from outbox.registry import EventType, register, unregister
 
 from .helpers import make_payload
 
@@ -46,6 +47,22 @@ def test_record_fills_the_envelope(event_type, settings):
     assert message.state == OutboxMessage.State.PENDING
     assert message.attempts == 0
     assert message.created_at is not None and message.next_attempt_at is not None
+
+
+def test_an_event_type_naming_its_own_source_overrides_the_process_source(event_type, settings):
+    # given a split-out service's event type living in the same code base as the monolith
+    settings.OUTBOX_SOURCE = "fitness.monolith"
+    own = dataclasses.replace(event_type, version=2, source="fitness.payments")
+    register(own)
+    try:
+        # when it is recorded
+        with transaction.atomic():
+            message = record_event(own, aggregate_id="o-1", payload=make_payload("o-1"))
+    finally:
+        unregister(own)
+
+    # then the envelope names the service, not the process
+    assert message.source == "fitness.payments"
 
 
 def test_sequence_is_per_aggregate_and_correlation_is_kept(event_type):
