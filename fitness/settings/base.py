@@ -165,3 +165,15 @@ OUTBOX_CONFIRM_TIMEOUT = float(env("OUTBOX_CONFIRM_TIMEOUT", "30"))
 OUTBOX_CONNECT_TIMEOUT = float(env("OUTBOX_CONNECT_TIMEOUT", "5"))
 OUTBOX_RECONNECT_MAX_DELAY = float(env("OUTBOX_RECONNECT_MAX_DELAY", "30"))
 OUTBOX_LEASE_INTERVAL = float(env("OUTBOX_LEASE_INTERVAL", "2"))
+
+# --- Retention, pruning and dead letters (see docs/dead-letters.md) ----------------------------
+# Published outbox rows are kept (and replayable) this long; the inbox keeps entries longer
+# (default: + 7 days; never less than + 1 day, checked at start-up by outbox.retention).
+OUTBOX_RETENTION_DAYS = float(env("OUTBOX_RETENTION_DAYS", "30"))
+OUTBOX_INBOX_RETENTION_DAYS = float(env("OUTBOX_INBOX_RETENTION_DAYS") or 0) or None
+OUTBOX_DEAD_LETTER_RETENTION_DAYS = float(env("OUTBOX_DEAD_LETTER_RETENTION_DAYS", "30"))
+OUTBOX_PRUNE_BATCH_SIZE = int(env("OUTBOX_PRUNE_BATCH_SIZE", "5000"))
+OUTBOX_PRUNE_MAX_BATCHES = int(env("OUTBOX_PRUNE_MAX_BATCHES", "200"))
+# Celery beat (fitness/celery.py): how often dead letters are collected and old rows pruned.
+OUTBOX_COLLECT_DEAD_LETTERS_EVERY = float(env("OUTBOX_COLLECT_DEAD_LETTERS_EVERY", "60"))
+OUTBOX_PRUNE_EVERY = float(env("OUTBOX_PRUNE_EVERY", "3600"))
