@@ -69,3 +69,81 @@ class AppliedSequence(models.Model):
     def __str__(self) -> str:
         aggregate = f"{self.source} {self.aggregate_type}:{self.subject}"
         return f"{self.service} <- {aggregate} @ {self.last_sequence}"
+
+
+class DeadLetter(models.Model):
+    """A message taken out of ``<service>.dead`` so an operator can see it, requeue or discard it.
+
+    ``collect_dead_letters`` moves messages from the broker into this table (insert, commit, then
+    ack: a crash in between redelivers the message, and the unique constraints turn the second
+    copy into a no-op). Two keys make that idempotent without hiding a *second* death:
+
+    * ``fingerprint`` (a hash of the message as it lay in the queue: body, properties, headers
+      with ``x-dead-at``/``x-death``) — the same copy collected twice is one row;
+    * at most one **open** row per ``(service, event_id)`` — two copies of one failure (a
+      producer's duplicate, a worker crash between the dead copy's confirm and the ack) are one
+      thing to fix. Once that row is requeued or discarded, the event dying again makes a new row.
+
+    Stored in the default database (an operator's table, next to the admin), whatever database
+    the service's own tables use.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        REQUEUED = "requeued", "requeued"
+        DISCARDED = "discarded", "discarded"
+
+    class Origin(models.TextChoices):
+        CONSUMER = "consumer", "consumer (handler failed)"
+        BROKER = "broker", "broker (x-death)"
+
+    service = models.CharField(max_length=100)
+    event_id = models.UUIDField(null=True, blank=True, help_text="None when it was unreadable.")
+    event_type = models.CharField(max_length=200, blank=True, default="")
+    version = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=200, blank=True, default="")
+    subject = models.CharField(max_length=200, blank=True, default="")
+    correlation_id = models.CharField(max_length=100, blank=True, default="")
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="The event's ce-time.")
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    reason = models.TextField()
+    attempts = models.PositiveIntegerField(help_text="Deliveries before it was dead-lettered.")
+    headers = models.JSONField(default=dict, help_text="AMQP application headers, as received.")
+    properties = models.JSONField(default=dict, help_text="Other AMQP properties.")
+    body = models.BinaryField()
+    payload = models.JSONField(null=True, blank=True, help_text="The body as JSON, if it is.")
+    fingerprint = models.CharField(max_length=64)
+    dead_at = models.DateTimeField(help_text="When it was dead-lettered.")
+    collected_at = models.DateTimeField(db_default=Now())
+    state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    resolution_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "outbox_consumer_dead_letter"
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "fingerprint"], name="outbox_dead_letter_copy_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["service", "event_id"],
+                condition=models.Q(state="open", event_id__isnull=False),
+                name="outbox_dead_letter_open_uniq",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["service", "state", "dead_at"], name="outbox_dead_svc_idx"),
+            models.Index(
+                fields=["resolved_at"],
+                condition=~models.Q(state="open"),
+                name="outbox_dead_resolved_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.service}: {self.event_type or '?'} {self.event_id or '(no id)'} [{self.state}]"
+        )
