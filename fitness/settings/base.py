@@ -177,3 +177,33 @@ OUTBOX_PRUNE_MAX_BATCHES = int(env("OUTBOX_PRUNE_MAX_BATCHES", "200"))
 # Celery beat (fitness/celery.py): how often dead letters are collected and old rows pruned.
 OUTBOX_COLLECT_DEAD_LETTERS_EVERY = float(env("OUTBOX_COLLECT_DEAD_LETTERS_EVERY", "60"))
 OUTBOX_PRUNE_EVERY = float(env("OUTBOX_PRUNE_EVERY", "3600"))
+
+# --- Event contracts (docs/asyncapi.json, docs/event-contracts.lock.json) -----------------------
+# `python manage.py asyncapi` documents these servers; `check_event_contracts` reads the lock.
+OUTBOX_ASYNCAPI = {
+    "title": "ACME Fitness integration events",
+    "version": "1.0.0",
+    "description": (
+        "Every event the shop's services publish through their transactional outboxes: one "
+        "durable topic exchange per producing service (routing key = event type), one durable "
+        "quorum queue per consuming service. CloudEvents 1.0 in binary mode: JSON body = "
+        "payload, envelope in `ce-*` AMQP headers."
+    ),
+    "servers": {
+        "local": {
+            "host": "127.0.0.1:5672",
+            "protocol": "amqp",
+            "protocolVersion": "0-9-1",
+            "pathname": "/",
+            "description": "RabbitMQ of `make run` (default virtual host).",
+        },
+        "compose": {
+            "host": "rabbitmq:5672",
+            "protocol": "amqp",
+            "protocolVersion": "0-9-1",
+            "pathname": "/",
+            "description": "RabbitMQ inside `docker compose` (service `rabbitmq`).",
+        },
+    },
+}
+OUTBOX_CONTRACTS_LOCK = BASE_DIR / "docs" / "event-contracts.lock.json"
