@@ -11,6 +11,8 @@ from django.db.models.functions import Now
 # "What is still to publish": the only rows the relay's hot path ever looks at. Partial indexes on
 # this predicate stay as small as the backlog, however many published rows are retained.
 PENDING = Q(published_at__isnull=True, parked_at__isnull=True)
+# "What was delivered and is retained": what replay and searches read (never the relay).
+PUBLISHED = Q(published_at__isnull=False)
 
 
 class OutboxMessage(models.Model):
@@ -74,6 +76,22 @@ class OutboxMessage(models.Model):
             models.Index(
                 fields=["parked_at"], name="outbox_parked_idx", condition=Q(parked_at__isnull=False)
             ),
+            # Searching the retained log (replay_events, the admin): published rows only, so a
+            # pending row's INSERT never touches them and the claim never sees them. Searches by
+            # aggregate use the unique (aggregate_type, aggregate_id, sequence) index above.
+            models.Index(
+                fields=["occurred_at"], name="outbox_published_time_idx", condition=PUBLISHED
+            ),
+            models.Index(
+                fields=["type", "occurred_at"],
+                name="outbox_published_type_idx",
+                condition=PUBLISHED,
+            ),
+            models.Index(
+                fields=["correlation_id"],
+                name="outbox_published_corr_idx",
+                condition=PUBLISHED,
+            ),
         ]
 
     def __str__(self) -> str:
@@ -112,3 +130,51 @@ class AggregateSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.aggregate_type}:{self.aggregate_id} @ {self.last_sequence}"
+
+
+class ReplayRun(models.Model):
+    """One ``replay_events`` run: what was asked, how far it got, and whether it finished.
+
+    The run id travels with every replayed delivery (header ``x-outbox-replay-run``). For a
+    ``--reprocess`` run the consumer deduplicates on ``(service, uuid5(event id, run id))``, so
+    resuming an interrupted run (same run id) never applies an event twice, while a *new* run
+    applies everything once more. ``cursors`` holds, per database, the id of the last row whose
+    whole batch the broker confirmed: a resumed run starts after it (the consumer's inbox drops
+    the few deliveries of a batch that was confirmed but not yet recorded here).
+    """
+
+    id = models.UUIDField(primary_key=True, help_text="The run id (header x-outbox-replay-run).")
+    service = models.CharField(max_length=100)
+    # The arguments as given (for matching a re-run to an unfinished run) and as resolved.
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of service + filters.")
+    filters = models.JSONField(default=dict, help_text="The command's filters as given.")
+    since = models.DateTimeField(null=True, blank=True, help_text="occurred_at >= since")
+    until = models.DateTimeField(null=True, blank=True, help_text="occurred_at < until")
+    snapshot_at = models.DateTimeField(help_text="Only rows published by then are replayed.")
+    reprocess = models.BooleanField(default=False)
+    databases = models.JSONField(default=list, help_text="Database aliases whose outbox is read.")
+    cursors = models.JSONField(default=dict, help_text="Per alias: last row id confirmed.")
+    matched = models.PositiveIntegerField(default=0, help_text="Rows matching the filters.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Matched, not handled by service.")
+    sent = models.PositiveIntegerField(default=0, help_text="Confirmed by the broker, all tries.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Invocations (1 + resumes).")
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "outbox_replay_run"
+        verbose_name = "replay run"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["fingerprint"],
+                name="outbox_replay_unfinished_idx",
+                condition=Q(finished_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "unfinished"
+        mode = " reprocess" if self.reprocess else ""
+        return f"replay {self.id} -> {self.service}{mode} ({state}, {self.sent} sent)"
