@@ -1,11 +1,13 @@
-"""Top-level URL configuration: web UI, JSON API under /api/, and the admin."""
+"""Top-level URL configuration: web UI, JSON API under /api/, the admin and /healthz."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 from fitness.api import api
+from outbox.health import healthz
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("apps.accounts.urls")),
