@@ -19,3 +19,24 @@ app.autodiscover_tasks()
 # One worker per split-out service: `celery -A fitness worker --consume-service payments ...`
 # consumes `payments.events` in the worker's main process (see outbox/consumer/bootstep.py).
 install_consumer_step(app)
+
+# Maintenance, on a schedule (`celery -A fitness beat`, the `beat:` line of the Procfile), run by
+# the `maintenance:` worker (`-Q celery-maintenance`) so it never waits behind a service's tasks.
+# Both tasks are idempotent and bounded; `expires` drops runs that waited longer than one period
+# (a worker that was down does not replay a backlog of identical runs).
+MAINTENANCE_QUEUE = "celery-maintenance"
+_collect_every = float(os.environ.get("OUTBOX_COLLECT_DEAD_LETTERS_EVERY") or 60)
+_prune_every = float(os.environ.get("OUTBOX_PRUNE_EVERY") or 3600)
+app.conf.task_routes = {"outbox.*": {"queue": MAINTENANCE_QUEUE}}
+app.conf.beat_schedule = {
+    "collect-dead-letters": {
+        "task": "outbox.collect_dead_letters",
+        "schedule": _collect_every,
+        "options": {"expires": _collect_every},
+    },
+    "prune-events": {
+        "task": "outbox.prune_events",
+        "schedule": _prune_every,
+        "options": {"expires": _prune_every},
+    },
+}

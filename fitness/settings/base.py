@@ -174,9 +174,8 @@ OUTBOX_INBOX_RETENTION_DAYS = float(env("OUTBOX_INBOX_RETENTION_DAYS") or 0) or 
 OUTBOX_DEAD_LETTER_RETENTION_DAYS = float(env("OUTBOX_DEAD_LETTER_RETENTION_DAYS", "30"))
 OUTBOX_PRUNE_BATCH_SIZE = int(env("OUTBOX_PRUNE_BATCH_SIZE", "5000"))
 OUTBOX_PRUNE_MAX_BATCHES = int(env("OUTBOX_PRUNE_MAX_BATCHES", "200"))
-# Celery beat (fitness/celery.py): how often dead letters are collected and old rows pruned.
-OUTBOX_COLLECT_DEAD_LETTERS_EVERY = float(env("OUTBOX_COLLECT_DEAD_LETTERS_EVERY", "60"))
-OUTBOX_PRUNE_EVERY = float(env("OUTBOX_PRUNE_EVERY", "3600"))
+# How often Celery beat collects dead letters and prunes: OUTBOX_COLLECT_DEAD_LETTERS_EVERY (60 s)
+# and OUTBOX_PRUNE_EVERY (3600 s), read from the environment by fitness/celery.py.
 
 # --- Event contracts (docs/asyncapi.json, docs/event-contracts.lock.json) -----------------------
 # `python manage.py asyncapi` documents these servers; `check_event_contracts` reads the lock.

@@ -10,3 +10,11 @@ class ConsumerConfig(AppConfig):
     label = "outbox_consumer"
     verbose_name = "Outbox consumers (inbox)"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Refuse, at start-up, an inbox retention shorter than the replay window."""
+        from django.core import checks
+
+        from outbox.consumer.checks import check_retention
+
+        checks.register(check_retention)
