@@ -10,6 +10,19 @@ Celery's ``worker_main`` with ``--consume-service``.
 
 import os
 import sys
+from pathlib import Path
+
+# A "bug" a test can fix while the worker runs: while the file named here exists, the handler
+# fails (after recording its outgoing event, so the rollback is exercised); deleting it is the fix.
+BUG_FLAG_ENV = "CTEST_BUG_WHILE_FILE_EXISTS"
+
+
+def bug_while_file_exists(flag: Path):
+    def behaviour(event, call_number):
+        if flag.exists():
+            raise RuntimeError(f"handler bug (flag {flag.name} present)")
+
+    return behaviour
 
 
 def main(argv: list[str]) -> None:
@@ -22,7 +35,9 @@ def main(argv: list[str]) -> None:
     from outbox.consumer.tests.support import declare_test_bed
 
     mode, name, exchange, *rest = argv
-    declare_test_bed(name, exchange)
+    bed = declare_test_bed(name, exchange)
+    if os.environ.get(BUG_FLAG_ENV):
+        bed.behaviour = bug_while_file_exists(Path(os.environ[BUG_FLAG_ENV]))
     if mode == "command":
         call_command("consume_events", "--service", name, *rest)
     else:
