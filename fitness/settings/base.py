@@ -4,6 +4,7 @@ Only what differs between environments lives in ``local``, ``test`` and ``produc
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -206,3 +207,18 @@ OUTBOX_ASYNCAPI = {
     },
 }
 OUTBOX_CONTRACTS_LOCK = BASE_DIR / "docs" / "event-contracts.lock.json"
+
+# --- Least-privilege broker users (docs/security.md) --------------------------------------------
+# `manage.py setup_broker_users` creates `fitness-relay`, `fitness-<service>`, `fitness-web`...;
+# with USE_BROKER_USERS=1 each process connects as its own user (fitness/broker_identity.py).
+OUTBOX_BROKER_USERS_PREFIX = env("BROKER_USERS_PREFIX", "fitness-")
+USE_BROKER_USERS = env_bool("USE_BROKER_USERS", False)
+if USE_BROKER_USERS:
+    from fitness.broker_identity import broker_url_for_process
+
+    CELERY_BROKER_URL = broker_url_for_process(
+        CELERY_BROKER_URL, sys.argv, OUTBOX_BROKER_USERS_PREFIX
+    )
+    OUTBOX_BROKER_URL = broker_url_for_process(
+        OUTBOX_BROKER_URL, sys.argv, OUTBOX_BROKER_USERS_PREFIX
+    )
