@@ -8,7 +8,7 @@ class ConsumerConfig(AppConfig):
 
     name = "outbox.consumer"
     label = "outbox_consumer"
-    verbose_name = "Outbox consumers (inbox)"
+    verbose_name = "Outbox consumers"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
