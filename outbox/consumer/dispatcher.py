@@ -116,12 +116,14 @@ class Dispatcher:
             return self._dead(message, reason=str(exc), attempts=retries + 1, event=event)
         except Exception as exc:
             return self._retry(message, event, exc, retries=retries)
+        # Replayed deliveries name their run in the logs (docs/replay.md).
+        replay = {"replay": event.replay_run or "yes"} if event.replay else {}
         if not handled:
             self.stats["duplicate"] += 1
-            self._log(logging.INFO, "duplicate ignored", event)
+            self._log(logging.INFO, "duplicate ignored", event, **replay)
             return Decision.ACK
         self.stats["handled"] += 1
-        self._log(logging.INFO, "handled", event, attempts=retries + 1)
+        self._log(logging.INFO, "handled", event, attempts=retries + 1, **replay)
         if self.settings.pause_before_ack:  # TEST-ONLY hook, see conf.PAUSE_BEFORE_ACK_ENV
             self._log(logging.WARNING, "committed; pausing before ack (test hook)", event)
             time.sleep(self.settings.pause_before_ack)
@@ -170,7 +172,9 @@ class Dispatcher:
                 mark = sequence_advance(service=self.service.name, event=event, using=using)
                 if mark is not None and event.sequence is not None and mark > event.sequence:
                     self.stats["superseded"] += 1
-                    self._log(logging.WARNING, f"superseded (applied up to {mark})", event)
+                    # A replay re-delivers old events on purpose: expected, no warning.
+                    level = logging.INFO if event.replay else logging.WARNING
+                    self._log(level, f"superseded (applied up to {mark})", event)
                 handler(event)
                 inbox_mark_handled(entry_id=entry_id, using=using)
             return True

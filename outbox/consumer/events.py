@@ -25,8 +25,11 @@ REQUIRED_HEADERS = (
     "ce-subject",
     "ce-correlationid",
 )
-# Set by a replay tool on re-delivered events (docs/consumers.md, "Replay").
+# Set by ``replay_events`` on re-delivered events (docs/replay.md): the replay marker, the run
+# id, and, for ``--reprocess`` runs, the request to apply the event again (see inbox.inbox_key).
 REPLAY_HEADER = "x-outbox-replay"
+REPLAY_RUN_HEADER = "x-outbox-replay-run"
+REPROCESS_HEADER = "x-outbox-reprocess"
 
 
 class InvalidEnvelope(PermanentError):
@@ -53,6 +56,10 @@ class ReceivedEvent:
     payload: dict[str, Any]
     headers: dict[str, Any]
     replay: bool = False
+    # Set on replayed deliveries only: the replay run's id, and whether the run asks the service
+    # to apply the event again although it already handled it (``replay_events --reprocess``).
+    replay_run: str | None = None
+    reprocess: bool = False
 
     @property
     def aggregate_type(self) -> str:
@@ -70,6 +77,8 @@ def parse_event(body: bytes | str, properties: dict[str, Any]) -> ReceivedEvent:
     missing = [name for name in REQUIRED_HEADERS if _blank(headers.get(name))]
     if missing:
         raise InvalidEnvelope(f"missing envelope field(s): {', '.join(missing)}")
+    replay = _truthy(headers.get(REPLAY_HEADER))
+    replay_run = _text(headers.get(REPLAY_RUN_HEADER)) if replay else None
     return ReceivedEvent(
         id=_event_id(headers, properties),
         type=str(headers["ce-type"]),
@@ -82,7 +91,10 @@ def parse_event(body: bytes | str, properties: dict[str, Any]) -> ReceivedEvent:
         causation_id=str(headers["ce-causationid"]) if headers.get("ce-causationid") else None,
         payload=decode_payload(body),
         headers=headers,
-        replay=_truthy(headers.get(REPLAY_HEADER)),
+        replay=replay,
+        replay_run=replay_run,
+        # Only meaningful for a replay that names its run: the run id is part of the inbox key.
+        reprocess=bool(replay_run) and _truthy(headers.get(REPROCESS_HEADER)),
     )
 
 
@@ -137,6 +149,12 @@ def _time(value: Any) -> datetime:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str | bytes) and not value.strip())
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return None if _blank(value) else str(value).strip()
 
 
 def _truthy(value: Any) -> bool:

@@ -5,6 +5,7 @@ without a savepoint, whether this service has seen the event; the ORM's ``ignore
 cannot say which case happened.
 """
 
+import uuid
 from datetime import datetime
 
 from django.db import connections
@@ -37,10 +38,27 @@ WHERE service = %s AND source = %s AND aggregate_type = %s AND subject = %s
 """
 
 
+def inbox_key(event: ReceivedEvent) -> uuid.UUID:
+    """The id the inbox deduplicates ``event`` on: its own id, except for a reprocess replay.
+
+    ``replay_events --reprocess`` asks a service to apply events it has already handled (to
+    rebuild a projection). Those deliveries are keyed ``uuid5(event id, run id)`` instead, so the
+    existing unique ``(service, event_id)`` does the de-duplication *per replay run*: the first
+    handling does not block the reprocess, a resumed run (same run id) sends some events twice
+    and they still apply once, and a new run applies everything once more. The inbox row then
+    holds the derived id (its type, subject and sequence are the event's own).
+    """
+    if event.reprocess and event.replay_run:
+        return uuid.uuid5(event.id, event.replay_run)
+    return event.id
+
+
 def inbox_insert(
     *, service: str, event: ReceivedEvent, attempts: int, received_at: datetime, using: str
 ) -> int | None:
     """Record ``event`` as handled by ``service``; the row id, or None if it already was.
+
+    The key is :func:`inbox_key` (the event id, or a per-run id for reprocess replays).
 
     A concurrent transaction inserting the same key makes this wait for its outcome (the unique
     index entry is locked until commit or rollback), so two workers never both run the handler.
@@ -50,7 +68,7 @@ def inbox_insert(
             INSERT_INBOX_SQL,
             [
                 service,
-                event.id,
+                inbox_key(event),
                 event.type,
                 event.source,
                 event.subject,

@@ -18,6 +18,8 @@ from outbox.exceptions import OutboxError
 from outbox.registry import EventType, get_event_type
 
 Handler = Callable[[ReceivedEvent], None]
+# ``hook(using)`` deletes a service's own derived state so it can be rebuilt from events.
+ResetHook = Callable[[str], None]
 
 # A service name becomes part of queue and exchange names: keep it to safe characters.
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,80}$")
@@ -54,6 +56,7 @@ class ConsumerService:
         self.prefetch = prefetch
         self.max_retries = max_retries
         self._handlers: dict[tuple[str, int], Handler] = {}
+        self._reset_hooks: list[ResetHook] = []
         _register_service(self)
 
     def __repr__(self) -> str:
@@ -99,6 +102,23 @@ class ConsumerService:
             return handler
 
         return decorator
+
+    def on_reset(self, hook: ResetHook) -> ResetHook:
+        """Register ``hook(using)``, which wipes the service's projection tables (optional).
+
+        Usable as a decorator. ``manage.py rebuild_projection <service>`` runs every hook in one
+        transaction on ``service.database`` (passed as ``using``) together with deleting the
+        service's inbox rows, then replays the retained events to the service. Only services that
+        registered a hook can be rebuilt; a hook must only touch the service's own tables.
+        """
+        if hook not in self._reset_hooks:
+            self._reset_hooks.append(hook)
+        return hook
+
+    @property
+    def reset_hooks(self) -> list[ResetHook]:
+        """The hooks registered with :meth:`on_reset`, in registration order."""
+        return list(self._reset_hooks)
 
     def handler_for(self, type: str, version: int) -> Handler | None:
         """The handler of ``(type, version)``, or None when the service does not handle it."""
