@@ -26,7 +26,7 @@ services: install
 
 # Every database alias: a service given its own database (PAYMENTS_DATABASE_URL...) gets its
 # tables there; an alias that shares the main database has nothing left to do.
-DATABASE_ALIASES := default payments shipping notifications
+DATABASE_ALIASES := default payments shipping notifications analytics
 
 migrate: services
 	for alias in $(DATABASE_ALIASES); do $(BIN)/python manage.py migrate --noinput --database $$alias || exit 1; done

@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("cart/", include("apps.carts.urls")),
     path("orders/", include("apps.orders.urls")),
+    path("staff/analytics/", include("consumers.analytics.urls")),
     path("", include("apps.catalog.urls")),
 ]

@@ -54,6 +54,7 @@ LOCAL_APPS = [
     "consumers.payments",
     "consumers.shipping",
     "consumers.notifications",
+    "consumers.analytics",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -98,6 +99,7 @@ SERVICE_DATABASES = {
     "payments": "payments",
     "shipping": "shipping",
     "notifications": "notifications",
+    "analytics": "analytics",
 }
 SHARED_DATABASE_ALIASES = {"default"}
 for _service, _alias in SERVICE_DATABASES.items():
