@@ -260,10 +260,19 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
         if d.get("skipped"):
             rows.append(("5 saga (issue 4)", "not run", d["skipped"], "TODO"))
         else:
-            b, p = d["burst"], d["paced"]
+            b, p, c = d["burst"], d["paced"], d["backlog"]
             rows.append(
                 (
-                    f"5 saga burst, {b['orders']} orders ({d['workers']} workers)",
+                    f"5 saga backlog, {c['orders']} orders ({d['workers']} workers)",
+                    f"{c['orders_per_s']} orders/s paid->delivered",
+                    f"{c['delivered']}/{c['orders']} delivered; checkout alone "
+                    f"{c['placing_orders_per_s']} orders/s; deepest queue: {_deepest(c)}",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"  saga burst, {b['orders']} orders placed live",
                     f"{b['orders_per_s']} orders/s placed->delivered",
                     f"{b['delivered']}/{b['orders']} delivered; checkout->paid median "
                     f"{b['paid_median_ms']:.0f} ms, p99 {b['paid_p99_ms']:.0f} ms (queueing)",
@@ -283,6 +292,14 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     for name, error in e.items():
         rows.append((name, "FAILED", error[:90], "ERROR"))
     return rows
+
+
+def _deepest(phase: dict) -> str:
+    depths = phase.get("max_queue_depth") or {}
+    if not depths:
+        return "?"
+    name = max(depths, key=depths.get)
+    return f"{name} ({depths[name]})"
 
 
 def format_table(report: dict) -> str:
