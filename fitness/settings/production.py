@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from fitness.settings.base import *  # noqa: F403
-from fitness.settings.base import env, env_bool, env_list
+from fitness.settings.base import MIDDLEWARE, env, env_bool, env_list
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -23,3 +23,6 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+
+# Static files (collected into STATIC_ROOT by `collectstatic`, see Dockerfile) served by WhiteNoise.
+MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
