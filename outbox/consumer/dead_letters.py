@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import amqp
@@ -190,35 +189,36 @@ def _store(service: ConsumerService, batch: list[amqp.Message]) -> int:
 def dead_letter_from_message(service: ConsumerService, message: amqp.Message) -> DeadLetter:
     """Read a message from ``<service>.dead`` into an unsaved :class:`DeadLetter`."""
     properties = dict(message.properties)
-    raw_headers = dict(properties.pop("application_headers", None) or {})
-    headers = json_safe(raw_headers)
+    # JSON-safe and NUL-free from here on: PostgreSQL text and jsonb refuse NUL characters, and
+    # one unstorable message must not block its queue's collection forever.
+    headers = json_safe(properties.pop("application_headers", None) or {})
     properties = json_safe(properties)
     body = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
-    retries = _int(raw_headers.get(RETRY_COUNT_HEADER), 0)
-    if raw_headers.get("x-death-reason") is not None:
+    retries = _int(headers.get(RETRY_COUNT_HEADER), 0)
+    if headers.get("x-death-reason") is not None:
         origin = DeadLetter.Origin.CONSUMER
-        reason = str(raw_headers["x-death-reason"])
-        attempts = _int(raw_headers.get("x-attempts"), retries + 1)
-        dead_at = _time(raw_headers.get("x-dead-at"))
+        reason = str(headers["x-death-reason"])
+        attempts = _int(headers.get("x-attempts"), retries + 1)
+        dead_at = _time(headers.get("x-dead-at"))
     else:
         origin = DeadLetter.Origin.BROKER
-        reason, attempts, dead_at = _broker_death(service, raw_headers, retries)
+        reason, attempts, dead_at = _broker_death(service, headers, retries)
     return DeadLetter(
         service=service.name,
-        event_id=_uuid(raw_headers.get("ce-id") or properties.get("message_id")),
-        event_type=str(raw_headers.get("ce-type") or properties.get("type") or "")[:200],
-        version=_int(raw_headers.get("ce-dataversion"), None),
-        source=str(raw_headers.get("ce-source") or "")[:200],
-        subject=str(raw_headers.get("ce-subject") or "")[:200],
-        correlation_id=str(raw_headers.get("ce-correlationid") or "")[:100],
-        occurred_at=_time(raw_headers.get("ce-time"), default=None),
+        event_id=_uuid(headers.get("ce-id") or properties.get("message_id")),
+        event_type=str(headers.get("ce-type") or properties.get("type") or "")[:200],
+        version=_int(headers.get("ce-dataversion"), None),
+        source=str(headers.get("ce-source") or "")[:200],
+        subject=str(headers.get("ce-subject") or "")[:200],
+        correlation_id=str(headers.get("ce-correlationid") or "")[:100],
+        occurred_at=_time(headers.get("ce-time"), default=None),
         origin=origin,
         reason=reason,
         attempts=attempts,
         headers=headers,
         properties=properties,
         body=body,
-        payload=_json_or_none(body),
+        payload=json_safe(_json_or_none(body)),
         fingerprint=_fingerprint(body, headers, properties),
         dead_at=dead_at,
     )
@@ -248,12 +248,15 @@ def _fingerprint(body: bytes, headers: dict, properties: dict) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """AMQP header/property values as JSON (x-death holds datetimes, tables hold bytes)."""
+    """AMQP header/property values as storable JSON: datetimes (x-death) and bytes as text, and
+    no NUL characters (PostgreSQL refuses them in text and jsonb)."""
     if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
+        return {_no_nul(str(key)): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _no_nul(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -261,10 +264,12 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode(errors="replace")
-    if isinstance(value, Decimal):
-        return str(value)
-    return str(value)
+        return _no_nul(bytes(value).decode(errors="replace"))
+    return _no_nul(str(value))  # Decimal and anything else
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -4,6 +4,7 @@ import uuid
 from datetime import timedelta
 from io import StringIO
 
+import amqp
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -171,6 +172,21 @@ def test_an_unreadable_message_is_kept_with_its_body(bed):
     assert row.event_id is None and row.payload is None
     assert bytes(row.body) == b'{"order_id": '
     assert "missing envelope field(s): ce-id" in row.reason
+
+
+def test_a_message_postgresql_cannot_store_as_is_does_not_block_the_queue(bed):
+    # given a dead copy with NUL characters (refused by PostgreSQL text/jsonb), then a normal one
+    odd = amqp.Message(
+        b'{"note": "a\\u0000b"}',
+        application_headers={"x-death-reason": "bad\x00header", "ce-subject": "o\x00"},
+    )
+    publish(odd, exchange="", routing_key=bed.service.dead_letter_queue)
+    kill_first_events(bed, 1)
+    # when collected, then both are stored, NULs replaced
+    assert collect(bed.service).stored == 2
+    odd_row = dead_letters_of(bed).get(event_id__isnull=True)
+    assert odd_row.reason == "bad\ufffdheader" and odd_row.subject == "o\ufffd"
+    assert odd_row.payload == {"note": "a\ufffdb"}
 
 
 def test_broker_dead_letters_after_the_delivery_limit_are_collected_and_requeued(make_bed):
