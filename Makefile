@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DJANGO_SETTINGS_MODULE ?= fitness.settings.local
 
-.PHONY: run test lint format bench chaos install install-dev services migrate clean
+.PHONY: run test lint format bench chaos install install-dev services migrate contracts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ migrate: services
 	for alias in $(DATABASE_ALIASES); do $(BIN)/python manage.py migrate --noinput --database $$alias || exit 1; done
 
 ## The shop with every process of the Procfile (web on http://127.0.0.1:8000).
+## USE_BROKER_USERS=1 make run: every process connects as its own least-privilege RabbitMQ user
+## (created here with rabbitmqctl, so on the broker's host; see docs/security.md).
 run: migrate
 	$(BIN)/python manage.py setup_broker
+	if [ "$(USE_BROKER_USERS)" = 1 ]; then $(BIN)/python manage.py setup_broker_users; fi
 	$(BIN)/python manage.py ensure_demo_users
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
 
@@ -64,6 +67,11 @@ bench: $(VENV)/.installed-bench
 $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	touch $@
+
+## Regenerate the event contract documents and check published versions against the lock.
+contracts: install
+	$(BIN)/python manage.py asyncapi --output docs/asyncapi.json --html docs/asyncapi.html
+	$(BIN)/python manage.py check_event_contracts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -144,13 +144,16 @@ def service_user(
 
 
 def beat_user(prefix: str, maintenance_queue: str) -> BrokerUser:
-    """Celery beat: sends the scheduled maintenance tasks to their queue, nothing else."""
+    """Celery beat: sends the scheduled maintenance tasks to their queue, nothing else.
+
+    A task routed by queue name only is published through the default exchange.
+    """
     queue = re.escape(maintenance_queue)
     return BrokerUser(
         name=f"{prefix}beat",
         kind="beat",
         configure=any_of([queue]),
-        write=any_of([queue]),
+        write=any_of([queue, r"amq\.default"]),
         read=any_of([queue]),
         description=f"celery beat: schedules maintenance tasks on {maintenance_queue}",
     )

@@ -221,6 +221,8 @@ if USE_BROKER_USERS:
     CELERY_BROKER_URL = broker_url_for_process(
         CELERY_BROKER_URL, sys.argv, OUTBOX_BROKER_USERS_PREFIX
     )
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
     OUTBOX_BROKER_URL = broker_url_for_process(
         OUTBOX_BROKER_URL, sys.argv, OUTBOX_BROKER_USERS_PREFIX
     )

@@ -2,8 +2,11 @@
 
 import http.server
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -124,6 +127,10 @@ def test_plan_covers_every_service_and_no_foreign_names():
     assert re.fullmatch(users["orders"].write, "fitness.orders")
     assert users["notifications"].write.count("fitness.") == 0  # produces nothing
     assert users["relay"].configure == users["relay"].read == "^$"
+    assert re.fullmatch(users["web"].read, "payments.dead")  # the admin collects dead letters
+    assert not re.fullmatch(users["web"].read, "payments.events")
+    assert re.fullmatch(users["maintenance"].read, "shipping.dead")
+    assert re.fullmatch(users["beat"].write, "celery-maintenance")
     assert payments.password_env == password_env("payments") == "BROKER_PASSWORD_PAYMENTS"
 
 
@@ -217,3 +224,33 @@ def test_broker_url_for_process(monkeypatch):
     web = broker_url_for_process(url, ["manage.py", "runserver"], "fitness-")
     assert web == "amqp://fitness-web:fitness-web-local@rabbitmq:5672/"
     assert broker_url_for_process(url, ["manage.py", "migrate"], "fitness-") == url
+
+
+def test_use_broker_users_switches_both_urls_and_celerys_environment_variable():
+    """Celery prefers CELERY_BROKER_URL from the environment: the settings update it too."""
+    code = (
+        "import os, sys;"
+        "sys.argv = ['/venv/bin/celery', '-A', 'fitness', 'worker',"
+        " '--consume-service', 'payments'];"
+        "from django.conf import settings;"
+        "print(settings.CELERY_BROKER_URL, settings.OUTBOX_BROKER_URL,"
+        " os.environ['CELERY_BROKER_URL'])"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fitness.settings.local",
+        "USE_BROKER_USERS": "1",
+        "CELERY_BROKER_URL": "amqp://guest:guest@rabbitmq:5672//",
+        "BROKER_PASSWORD_PAYMENTS": "pw",
+    }
+    env.pop("OUTBOX_BROKER_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expected = "amqp://fitness-payments:pw@rabbitmq:5672//"
+    assert result.stdout.split() == [expected] * 3, result.stderr
