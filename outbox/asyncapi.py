@@ -312,6 +312,7 @@ def build_document(
             "bindings": _queue_binding(dead, vhost),
             "x-service": service.name,
             "x-arguments": dead_queue_arguments(service),
+            "x-bindings": [{"exchange": service.dead_letter_exchange, "routingKey": ""}],
         }
 
     document: dict[str, Any] = {

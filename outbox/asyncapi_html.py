@@ -107,7 +107,7 @@ def _queue_rows(channels: dict) -> list[list[str]]:
         if amqp.get("is") != "queue":
             continue
         bindings = "<br>".join(
-            f"{_code(b['exchange'])} → {_code(b['routingKey'])}"
+            f"{_code(b['exchange'])} → {_code(b['routingKey']) or '(fanout)'}"
             for b in channel.get("x-bindings", [])
         )
         arguments = "<br>".join(
