@@ -35,6 +35,8 @@ from bench.common import (
 
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("drain", "dop", "latency", "retained", "saga")
+# A 1-minute load average above this at the start means other jobs share the 2 cores.
+BUSY_LOAD = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=["standalone", "celery"],
         help="saga workers: manage.py consume_events (default) or the Procfile's Celery workers",
     )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the 1-minute load average to fall below 1 "
+        "(a shared machine: other jobs skew every figure)",
+    )
     parser.add_argument("--fresh", action="store_true", help="drop and re-create the bench DBs")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     ensure_vhost()
+    if args.wait_quiet:
+        _wait_quiet(args.wait_quiet)
     started = time.perf_counter()
     report: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -320,6 +332,12 @@ def format_table(report: dict) -> str:
         f" Python {m.get('python')}; {report['queue_type']} queue; load average at start "
         f"{report['load_average_at_start'][0]}"
     )
+    if report["load_average_at_start"][0] >= BUSY_LOAD:
+        lines.append(
+            "WARNING: the machine was busy when the run started (load average >= "
+            f"{BUSY_LOAD}): other jobs share the cores, so these figures are pessimistic. "
+            "Re-run on a quiet machine (--wait-quiet 600)."
+        )
     return "\n".join(lines)
 
 
@@ -348,6 +366,13 @@ def _git() -> dict:
         "head": git("rev-parse", "--short", "HEAD"),
         "outbox_uncommitted": bool(git("status", "--porcelain", "--", "outbox")),
     }
+
+
+def _wait_quiet(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while os.getloadavg()[0] >= BUSY_LOAD and time.monotonic() < deadline:
+        _say(f"load average {os.getloadavg()[0]:.2f}: waiting for a quieter machine")
+        time.sleep(15)
 
 
 def _say(message: str) -> None:
