@@ -58,8 +58,10 @@ def _set_facts(order_id: int, **fields: Any) -> None:
 def _recompute_sales(order_id: int) -> None:
     """Recompute the (day, product) sales rows the order's lines fall into."""
     order = OrderFact.objects.using(DATABASE).get(order_id=order_id)
-    if order.placed_day is None:
-        return  # lines and day come with `placed`, which recomputes when it arrives
+    if order.placed_day is None or order.paid_at is None:
+        # Facts are only ever set, never cleared: an order that is not both placed and paid now
+        # was not before either, so it was not counted and still is not. Nothing to recompute.
+        return
     lines = OrderLineFact.objects.using(DATABASE).filter(order_id=order_id)
     products = sorted({(line.product_id, line.sku, line.name) for line in lines})
     with connections[DATABASE].cursor() as cursor:

@@ -17,7 +17,7 @@ import amqp
 import pytest
 from django.core.management import call_command
 
-from outbox.consumer.service import get_service
+from outbox.consumer.service import all_services
 from outbox.tests.helpers import BASE_DIR, broker_connection, database_url
 
 SERVICES = ("payments", "shipping", "notifications", "orders")
@@ -63,8 +63,7 @@ class ManagedCommand:
 
 def _purge_service_queues(channel: amqp.Channel) -> None:
     """Leftovers of an earlier run (or of `make run`) must not leak into this test."""
-    for name in SERVICES:
-        service = get_service(name)
+    for service in all_services():  # every declared service, also those not started by default
         for queue in [service.queue_name, service.dead_letter_queue, *service.retry_queues]:
             with contextlib.suppress(amqp.exceptions.NotFound):
                 channel.queue_purge(queue)
