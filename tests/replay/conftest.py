@@ -35,7 +35,9 @@ from tests.saga.conftest import ManagedCommand, mail_dir, start_saga  # noqa: F4
 ANALYTICS_TYPES = {type_ for type_, _ in analytics.handled_types()}
 
 
-def place_orders(count: int, *, declined_every: int = 4, cancelled_every: int = 15) -> list[Order]:
+def place_orders(
+    count: int, *, declined_every: int | None = 4, cancelled_every: int | None = 15
+) -> list[Order]:
     """``count`` orders through the real checkout: some with the declined test card, some
     cancelled at once by their customer (real ``placed`` and ``cancelled`` events)."""
     products = [make_product(price=Decimal(price), stock=10_000) for price in ("9.99", "24.50")]
@@ -44,14 +46,14 @@ def place_orders(count: int, *, declined_every: int = 4, cancelled_every: int = 
         customer = make_customer()
         for product in products[: 1 + i % 2]:
             cart_add_item(customer=customer, product_id=product.pk, quantity=1 + i % 3)
-        card = DECLINED_CARD if i % declined_every == 1 else GOOD_CARD
+        card = DECLINED_CARD if declined_every and i % declined_every == 1 else GOOD_CARD
         order = order_place(
             customer=customer,
             address=ShippingAddress(**ADDRESS),
             delivery="standard",
             card=CardInput(**card),
         )
-        if i % cancelled_every == 2:
+        if cancelled_every and i % cancelled_every == cancelled_every - 1:
             order = order_cancel(customer=customer, order_id=order.pk)
         orders.append(order)
     return orders

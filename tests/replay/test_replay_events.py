@@ -1,0 +1,213 @@
+"""replay_events in-process against the real RabbitMQ: what is selected, what goes on the wire,
+in which order, and how runs are resumed. (The worker side: test_replay_to_one_service.py.)"""
+
+import contextlib
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import amqp
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.orders.events import ORDER_CANCELLED, ORDER_PLACED
+from consumers.analytics.handlers import service as analytics
+from outbox.claiming import CLAIM_SQL
+from outbox.consumer.events import REPLAY_HEADER, REPLAY_RUN_HEADER, REPROCESS_HEADER
+from outbox.consumer.service import ConsumerService, unregister_service
+from outbox.consumer.topology import declare_service
+from outbox.models import OutboxMessage, ReplayRun
+from outbox.recording import record_event
+from outbox.replay import ReplayError, ReplayFilters, parse_moment, replay_events
+from outbox.tests.helpers import broker_connection, get_messages
+from outbox.wire import to_amqp
+from tests.replay.conftest import place_orders, queue_depth
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+ALL = ReplayFilters()
+
+
+def _publish_all() -> list[OutboxMessage]:
+    OutboxMessage.objects.update(published_at=timezone.now())
+    return list(OutboxMessage.objects.order_by("id"))
+
+
+@pytest.fixture
+def channel(start_saga):
+    """The topology declared, every service queue purged (start_saga), and a channel."""
+    conn = broker_connection()
+    yield conn.channel()
+    conn.close()
+
+
+@pytest.fixture
+def cancellations_only():
+    """A throw-away service that handles orders.order.cancelled only, with its queue."""
+    service = ConsumerService(f"replaytest-{uuid.uuid4().hex[:8]}")
+    service.handles(ORDER_CANCELLED.type, version=1)(lambda event: None)
+    yield service
+    unregister_service(service.name)
+    conn = broker_connection()
+    for queue in [service.queue_name, service.dead_letter_queue, *service.retry_queues]:
+        with contextlib.suppress(amqp.exceptions.ChannelError):
+            conn.channel().queue_delete(queue)
+    with contextlib.suppress(amqp.exceptions.ChannelError):
+        conn.channel().exchange_delete(service.dead_letter_exchange)
+    conn.close()
+
+
+def test_copies_reach_the_service_queue_only_with_the_original_envelope_and_body(channel):
+    place_orders(3, declined_every=None, cancelled_every=None)
+    rows = _publish_all()
+    result = replay_events(analytics, filters=ALL)
+    assert (result.matched, result.skipped, result.sent, result.finished) == (3, 0, 3, True)
+    messages = get_messages(channel, analytics.queue_name, 3)
+    assert [m.properties["message_id"] for m in messages] == [str(r.event_id) for r in rows]
+    for message, row in zip(messages, rows, strict=True):
+        original = to_amqp(row)
+        assert message.body == original.body
+        headers = dict(message.headers)
+        assert headers.pop(REPLAY_HEADER) == "true"
+        assert headers.pop(REPLAY_RUN_HEADER) == str(result.run_id)
+        assert REPROCESS_HEADER not in headers
+        headers.pop("x-delivery-count", None)  # added by the quorum queue
+        assert headers == original.headers
+        for name in ("content_type", "correlation_id", "type", "app_id", "delivery_mode"):
+            assert message.properties[name] == original.properties[name]
+    # payments subscribes to orders.order.placed too, and got nothing
+    assert queue_depth("payments.events") == queue_depth("notifications.events") == 0
+
+
+def test_only_the_types_the_service_handles_are_sent(channel, cancellations_only):
+    place_orders(6, declined_every=None, cancelled_every=3)  # 6 placed, 2 cancelled
+    _publish_all()
+    with pytest.raises(ReplayError, match="setup_broker"):
+        replay_events(cancellations_only, filters=ALL)
+    declare_service(channel, cancellations_only)
+    result = replay_events(cancellations_only, filters=ALL, reprocess=True)
+    assert (result.matched, result.skipped, result.sent) == (8, 6, 2)
+    messages = get_messages(channel, cancellations_only.queue_name, 3, timeout=1)
+    assert [m.headers["ce-type"] for m in messages] == [ORDER_CANCELLED.type] * 2
+    assert {m.headers[REPROCESS_HEADER] for m in messages} == {"true"}
+
+
+def test_filters_by_time_type_aggregate_and_correlation():
+    orders = place_orders(4, declined_every=None, cancelled_every=2)  # orders 1 and 3 cancelled
+    rows = _publish_all()
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    OutboxMessage.objects.filter(pk=rows[0].pk).update(occurred_at=long_ago)
+
+    def count(**filters) -> int:
+        return replay_events(analytics, filters=ReplayFilters(**filters), dry_run=True).remaining
+
+    assert count() == 6
+    assert count(since=long_ago + timedelta(days=1)) == 5
+    assert count(until=long_ago + timedelta(days=1)) == 1
+    assert count(types=(ORDER_CANCELLED.type,)) == 2
+    assert count(aggregates=(f"order:{orders[1].pk}",)) == 2
+    assert count(aggregates=(str(orders[1].pk), f"payment:{orders[1].pk}")) == 2
+    assert count(aggregates=(f"payment:{orders[1].pk}",)) == 0
+    assert count(correlations=(str(orders[2].correlation_id),)) == 1
+    assert not ReplayRun.objects.exists()  # a dry run records nothing
+
+
+def test_events_of_each_aggregate_go_out_in_their_original_order(channel):
+    orders = place_orders(3, declined_every=None, cancelled_every=None)
+    # later events of the orders, committed interleaved, in several transactions
+    for _ in range(3):
+        for order in reversed(orders):
+            with transaction.atomic():
+                record_event(
+                    ORDER_PLACED,  # any valid payload will do: same type, next sequence
+                    aggregate_id=str(order.pk),
+                    payload=OutboxMessage.objects.filter(aggregate_id=str(order.pk))
+                    .first()
+                    .payload,
+                )
+    _publish_all()
+    result = replay_events(analytics, filters=ALL, batch_size=4)
+    messages = get_messages(channel, analytics.queue_name, result.sent)
+    per_order: dict[str, list[int]] = {}
+    for message in messages:
+        per_order.setdefault(message.headers["ce-subject"], []).append(
+            message.headers["ce-sequence"]
+        )
+    assert per_order == {str(order.pk): [1, 2, 3, 4] for order in orders}
+
+
+def test_a_limited_run_is_resumed_by_the_same_command_then_a_new_run_starts(channel):
+    place_orders(5, declined_every=None, cancelled_every=None)
+    _publish_all()
+    raw = {"since": "30d"}
+    since = parse_moment("30d")
+    first = replay_events(analytics, filters=ReplayFilters(since=since), raw_filters=raw, limit=2)
+    assert (first.sent, first.finished, first.remaining) == (2, False, 3)
+    # the same command (same raw filters, although "30d" now means a slightly later moment)
+    later = parse_moment("30d")
+    again = replay_events(analytics, filters=ReplayFilters(since=later), raw_filters=raw)
+    assert (again.run_id, again.resumed, again.already_sent, again.sent) == (
+        first.run_id,
+        True,
+        2,
+        3,
+    )
+    assert again.finished
+    # a finished run is never resumed: the same command now starts a new run
+    third = replay_events(analytics, filters=ReplayFilters(since=later), raw_filters=raw, limit=1)
+    assert third.run_id != first.run_id and not third.resumed
+    # --new-run does not pick up the unfinished one; --resume names it
+    fourth = replay_events(analytics, filters=ALL, raw_filters=raw, limit=1, new_run=True)
+    assert fourth.run_id not in {first.run_id, third.run_id}
+    resumed = replay_events(analytics, filters=ALL, resume=third.run_id)
+    assert (resumed.run_id, resumed.sent, resumed.finished) == (third.run_id, 4, True)
+    with pytest.raises(ReplayError, match="finished"):
+        replay_events(analytics, filters=ALL, resume=third.run_id)
+    assert len(get_messages(channel, analytics.queue_name, 11)) == 11
+
+
+def test_the_command_prints_a_dry_run_per_type_and_lists_runs(channel):
+    place_orders(2, declined_every=None, cancelled_every=2)
+    _publish_all()
+    out = io.StringIO()
+    call_command("replay_events", "--service", "analytics", "--dry-run", stdout=out)
+    assert "orders.order.placed: 2" in out.getvalue()
+    assert "would send 3" in out.getvalue()
+    call_command("replay_events", "--service", "analytics", "--type", ORDER_CANCELLED.type)
+    out = io.StringIO()
+    call_command("replay_events", "--service", "analytics", "--runs", stdout=out)
+    assert "sent 1/1" in out.getvalue() and "finished" in out.getvalue()
+
+
+def test_moments_are_iso_dates_or_ages():
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert parse_moment("2h", now=now) == now - timedelta(hours=2)
+    assert parse_moment("2026-11-20") == datetime(2026, 11, 20, tzinfo=UTC)
+    assert parse_moment("2026-11-20T10:00+01:00") == datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    with pytest.raises(ReplayError):
+        parse_moment("yesterday")
+
+
+def _plan(sql: str, params: dict | list) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_search_indexes_serve_searches_and_stay_off_the_relay_claim():
+    place_orders(2, declined_every=None, cancelled_every=None)
+    claim = _plan(CLAIM_SQL, {"partitions": list(range(16)), "limit": 500})
+    assert "outbox_pending_id_idx" in claim
+    assert "outbox_published" not in claim
+    search = OutboxMessage.objects.filter(
+        published_at__isnull=False,
+        type=ORDER_PLACED.type,
+        occurred_at__gte=timezone.now() - timedelta(days=1),
+    )
+    sql, params = search.query.sql_with_params()
+    assert "outbox_published_type_idx" in _plan(sql, list(params))
+    by_correlation = OutboxMessage.objects.filter(published_at__isnull=False, correlation_id="x")
+    sql, params = by_correlation.query.sql_with_params()
+    assert "outbox_published_corr_idx" in _plan(sql, list(params))
