@@ -37,7 +37,7 @@ def bar_chart(
     baseline = height - bottom
     peak = max((float(value) for _, value, _ in points), default=0.0) or 1.0
     slot = width / max(len(points), 1)
-    bar_width = max(slot * 0.7, 1.0)
+    bar_width = min(max(slot * 0.7, 1.0), 64.0)
     bars = []
     for index, (label, value, shown) in enumerate(points):
         bar_height = (baseline - top) * float(value) / peak
