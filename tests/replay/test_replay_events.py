@@ -15,7 +15,13 @@ from django.utils import timezone
 from apps.orders.events import ORDER_CANCELLED, ORDER_PLACED
 from consumers.analytics.handlers import service as analytics
 from outbox.claiming import CLAIM_SQL
-from outbox.consumer.events import REPLAY_HEADER, REPLAY_RUN_HEADER, REPROCESS_HEADER
+from outbox.consumer.events import (
+    REPLAY_HEADER,
+    REPLAY_RUN_HEADER,
+    REPROCESS_HEADER,
+    parse_event,
+)
+from outbox.consumer.inbox import inbox_key
 from outbox.consumer.service import ConsumerService, unregister_service
 from outbox.consumer.topology import declare_service
 from outbox.models import OutboxMessage, ReplayRun
@@ -211,3 +217,40 @@ def test_search_indexes_serve_searches_and_stay_off_the_relay_claim():
     by_correlation = OutboxMessage.objects.filter(published_at__isnull=False, correlation_id="x")
     sql, params = by_correlation.query.sql_with_params()
     assert "outbox_published_corr_idx" in _plan(sql, list(params))
+
+
+def test_replay_headers_are_read_and_only_a_reprocess_run_changes_the_inbox_key():
+    row = OutboxMessage(
+        event_id=uuid.uuid4(),
+        source="s",
+        type=ORDER_PLACED.type,
+        schema_version=1,
+        aggregate_type="order",
+        aggregate_id="1",
+        sequence=1,
+        correlation_id="c",
+        occurred_at=timezone.now(),
+        headers={},
+        payload={"order_id": 1},
+    )
+    run = str(uuid.uuid4())
+
+    def received(**headers):
+        row.headers = headers
+        message = to_amqp(row)
+        return parse_event(message.body, message.properties)
+
+    live = received()
+    assert (live.replay, live.replay_run, live.reprocess, inbox_key(live)) == (
+        False,
+        None,
+        False,
+        row.event_id,
+    )
+    replayed = received(**{REPLAY_HEADER: "true", REPLAY_RUN_HEADER: run})
+    assert (replayed.replay, replayed.replay_run, inbox_key(replayed)) == (True, run, row.event_id)
+    again = received(**{REPLAY_HEADER: "true", REPLAY_RUN_HEADER: run, REPROCESS_HEADER: "true"})
+    assert again.reprocess and inbox_key(again) == uuid.uuid5(row.event_id, run)
+    # a reprocess header without a replay run cannot bypass the inbox
+    forged = received(**{REPROCESS_HEADER: "true"})
+    assert not forged.reprocess and inbox_key(forged) == row.event_id
