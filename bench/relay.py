@@ -82,12 +82,10 @@ def relay_drain(expected: int) -> dict:
 
 def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
     """Benchmark 1: relay drain vs raw publish, ``rounds`` interleaved rounds, medians."""
-    from outbox.wire import to_amqp
-
     route = Route(f"{PREFIX}drain", f"{PREFIX}drain.q", queue_type)
     route.declare()
     messages = make_messages(n, exchange=route.exchange)
-    wire = [(to_amqp(m), m.exchange, m.routing_key) for m in messages]
+    wire = _wire_messages(messages)
     raw_runs: list[dict] = []
     relay_runs: list[dict] = []
     try:
@@ -131,6 +129,23 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
         "target_ratio": 0.8,
         "relay_once_subprocess": command,
     }
+
+
+def _wire_messages(messages: list) -> list[tuple]:
+    """The exact AMQP messages the relay sends for ``messages``: loaded, claimed, built.
+
+    The relay sends PostgreSQL's text form of the jsonb payload, so the baseline's bodies come
+    from the same claim rather than from a Python ``json.dumps`` (a few bytes apart otherwise).
+    """
+    from outbox.claiming import claim_batch
+    from outbox.wire import to_amqp
+
+    with connect_db() as conn:
+        reset_outbox(conn)
+        copy_pending(conn, messages)
+        rows = claim_batch(partitions=range(1024), limit=len(messages))
+        reset_outbox(conn)
+    return [(to_amqp(row), row.exchange, row.routing_key) for row in rows]
 
 
 def _median_rate(runs: list[dict], window: int) -> float:

@@ -21,7 +21,7 @@ import amqp
 
 from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
 from outbox.models import OutboxMessage
-from outbox.wire import encode_body, encoded_size, to_amqp
+from outbox.wire import encode_body, encoded_size, envelope_headers, to_amqp
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +93,19 @@ class Publisher:
     def publish(self, messages: list[OutboxMessage]) -> RoundResult:
         """Publish ``messages`` in one confirm round and report what became of each row."""
         self._round = result = RoundResult()
-        to_send: list[tuple[OutboxMessage, bytes]] = []
+        to_send: list[tuple[OutboxMessage, amqp.Message]] = []
         try:
             # One check per exchange and round, however many rows go to it.
             exchanges = {message.exchange for message in messages}
             missing = {name for name in exchanges if not self._exchange_exists(name)}
             for message in messages:
-                body = encode_body(message)
-                problem = self._preflight(message, body, missing)
+                # Headers built once, for the size check and the message itself.
+                body, headers = encode_body(message), envelope_headers(message)
+                problem = self._preflight(message, encoded_size(message, body, headers), missing)
                 if problem is not None:
                     result.failed.append(problem)
                 else:
-                    to_send.append((message, body))
+                    to_send.append((message, to_amqp(message, body, headers)))
             if to_send:
                 self._confirm_round(to_send)
         except CONNECTION_ERRORS as exc:
@@ -115,9 +116,8 @@ class Publisher:
             self.close()
         return result
 
-    def _preflight(self, message: OutboxMessage, body: bytes, missing: set[str]) -> Failure | None:
+    def _preflight(self, message: OutboxMessage, size: int, missing: set[str]) -> Failure | None:
         """Catch the failures we can see before publishing, so they cannot spoil the round."""
-        size = encoded_size(message, body)
         if size > self.max_message_bytes:
             # Terminal: the same bytes will be too large next time too. Parked at once.
             return Failure(
@@ -151,7 +151,7 @@ class Publisher:
         self._known_exchanges.add(name)
         return True
 
-    def _confirm_round(self, to_send: list[tuple[OutboxMessage, bytes]]) -> None:
+    def _confirm_round(self, to_send: list[tuple[OutboxMessage, amqp.Message]]) -> None:
         channel = self._publish_channel()
         # Tags are known up front (the channel numbers publishes 1, 2, ...), so a channel error
         # half-way through the loop still accounts for the rows that were never sent.
@@ -160,10 +160,10 @@ class Publisher:
         self._returned = {}
         self._last_tag += len(to_send)
         try:
-            for message, body in to_send:
+            for message, amqp_message in to_send:
                 # py-amqp may read incoming frames here too (acks, or the channel's closing).
                 channel.basic_publish(
-                    to_amqp(message, body),
+                    amqp_message,
                     exchange=message.exchange,
                     routing_key=message.routing_key,
                     mandatory=True,
