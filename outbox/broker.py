@@ -13,6 +13,20 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class PublishingConnection(amqp.Connection):
+    """A py-amqp connection that does not ask for RabbitMQ's ``connection.blocked`` notices.
+
+    With that capability on, py-amqp reads the socket (``drain_events(timeout=0)``, a syscall)
+    before *every* publish to catch a notice, which cost a third of the relay's publish time.
+    Nobody acts on the notice here anyway (no ``on_blocked``). Under a memory or disk alarm the
+    broker stops reading publishing connections either way: the confirms of the round stall,
+    ``confirm_timeout`` expires, the relay drops the connection and reconnects with backoff,
+    and the unconfirmed rows stay pending (published again later, never lost).
+    """
+
+    negotiate_capabilities = {**amqp.Connection.negotiate_capabilities, "connection.blocked": False}
+
+
 def connect(url: str, *, connect_timeout: float = 5.0) -> amqp.Connection:
     """Open and return a py-amqp connection to ``url`` (``amqp://user:pass@host:port/vhost``).
 
@@ -20,7 +34,7 @@ def connect(url: str, *, connect_timeout: float = 5.0) -> amqp.Connection:
     connection shows up as an error on the next publish, and the relay reconnects then.
     """
     parts = parse_url(url)
-    connection = amqp.Connection(
+    connection = PublishingConnection(
         host=f"{parts.get('hostname') or '127.0.0.1'}:{parts.get('port') or 5672}",
         userid=parts.get("userid") or "guest",
         password=parts.get("password") or "guest",
