@@ -98,6 +98,9 @@ class ReplayFilters:
     """What to replay. Values of one filter are OR-ed, different filters AND-ed.
 
     ``aggregates`` are ``"<aggregate type>:<id>"`` or a bare ``"<id>"`` (any aggregate type).
+    ``include_pending`` also selects rows not marked published yet (never parked ones): a
+    rebuild needs them, because the relay marks a row *after* the broker confirmed it, so a
+    service may already have applied (and the rebuild wiped) an event whose row is still pending.
     """
 
     since: datetime | None = None
@@ -105,6 +108,7 @@ class ReplayFilters:
     types: tuple[str, ...] = ()
     aggregates: tuple[str, ...] = ()
     correlations: tuple[str, ...] = ()
+    include_pending: bool = False
 
     def apply(self, queryset: QuerySet) -> QuerySet:
         """Narrow a queryset of outbox rows (published ones: see :func:`published_rows`)."""
@@ -277,6 +281,7 @@ def _raw(filters: ReplayFilters) -> dict[str, Any]:
         "types": sorted(filters.types),
         "aggregates": sorted(filters.aggregates),
         "correlations": sorted(filters.correlations),
+        **({"include_pending": True} if filters.include_pending else {}),
     }
 
 
@@ -288,6 +293,7 @@ def _filters_of(run: ReplayRun) -> ReplayFilters:
         types=tuple(raw.get("types") or ()),
         aggregates=tuple(raw.get("aggregates") or ()),
         correlations=tuple(raw.get("correlations") or ()),
+        include_pending=bool(raw.get("include_pending")),
     )
 
 
@@ -319,7 +325,11 @@ def _open_run(
         run = runs.filter(fingerprint=key, finished_at__isnull=True).order_by("-created_at").first()
         if run is not None:
             return run, True
-    # Rows published from now on were delivered live: the run's selection is frozen here.
+    # Rows published from now on were delivered live: the run's selection is frozen here, on the
+    # database's clock (the relay stamps published_at with it), not this process's.
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        snapshot_at = cursor.fetchone()[0]
     run = runs.create(
         id=uuid.uuid4(),
         service=service.name,
@@ -327,7 +337,7 @@ def _open_run(
         filters={**_raw(filters), "given": raw_filters},
         since=filters.since,
         until=filters.until,
-        snapshot_at=timezone.now(),
+        snapshot_at=snapshot_at,
         reprocess=reprocess,
         databases=databases,
     )
@@ -361,7 +371,12 @@ class _run_lock:
 
 
 def _selection(plan: _Plan, alias: str) -> QuerySet:
-    rows = published_rows(using=alias, snapshot_at=plan.snapshot_at)
+    if not plan.filters.include_pending:
+        return plan.filters.apply(published_rows(using=alias, snapshot_at=plan.snapshot_at))
+    rows = OutboxMessage.objects.using(alias).filter(
+        Q(published_at__isnull=False, published_at__lte=plan.snapshot_at)
+        | Q(published_at__isnull=True, parked_at__isnull=True, created_at__lte=plan.snapshot_at)
+    )
     return plan.filters.apply(rows)
 
 

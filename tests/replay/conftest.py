@@ -9,6 +9,7 @@ import contextlib
 import statistics
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -120,7 +121,7 @@ def _record(event_type, order: Order, using: str, **payload) -> OutboxMessage:
     )
 
 
-def wait_until_published(timeout: float = 30.0) -> int:
+def wait_until_published(timeout: float = 60.0) -> int:
     """Wait until the relay published every outbox row; how many rows there are."""
     wait_for(
         lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(),
@@ -233,14 +234,20 @@ def delete_queue(name: str) -> None:
         connection.close()
 
 
-def start_relay(tmp_path: Path, **env: str) -> ManagedCommand:
-    """The relay alone (the caller stops it); the services' queues take the events."""
-    return ManagedCommand(tmp_path, "relay_outbox", **env)
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., ManagedCommand]]:
+    """Start ``manage.py <command>`` children; all are stopped (and their logs shown on failure)
+    at the end of the test."""
+    started: list[ManagedCommand] = []
 
+    def spawn(*command: str, **env: str) -> ManagedCommand:
+        started.append(ManagedCommand(tmp_path, *command, **env))
+        return started[-1]
 
-def start_worker(tmp_path: Path, name: str, **env: str) -> ManagedCommand:
-    """A ``consume_events`` worker of one service (the caller stops it)."""
-    return ManagedCommand(tmp_path, "consume_events", "--service", name, **env)
+    yield spawn
+    for process in started:
+        process.stop()
+        print(f"----- {process.log_path.name}\n{process.log[-6000:]}")
 
 
 def handled_in_log(worker: ManagedCommand, *, run: str | None = None) -> dict[str, int]:

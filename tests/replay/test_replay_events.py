@@ -254,3 +254,16 @@ def test_replay_headers_are_read_and_only_a_reprocess_run_changes_the_inbox_key(
     # a reprocess header without a replay run cannot bypass the inbox
     forged = received(**{REPROCESS_HEADER: "true"})
     assert not forged.reprocess and inbox_key(forged) == row.event_id
+
+
+def test_a_rebuild_also_selects_rows_the_relay_has_not_marked_yet_but_never_parked_ones():
+    place_orders(3, declined_every=None, cancelled_every=None)
+    first, _pending, parked = OutboxMessage.objects.order_by("id")
+    OutboxMessage.objects.filter(pk=first.pk).update(published_at=timezone.now())
+    OutboxMessage.objects.filter(pk=parked.pk).update(parked_at=timezone.now())
+
+    def count(**filters) -> int:
+        return replay_events(analytics, filters=ReplayFilters(**filters), dry_run=True).remaining
+
+    assert count() == 1
+    assert count(include_pending=True) == 2

@@ -49,7 +49,8 @@ class Command(BaseCommand):
             )
             result = replay_events(
                 service,
-                filters=ReplayFilters(),
+                # Pending rows too: an event can be applied before the relay marks its row.
+                filters=ReplayFilters(include_pending=True),
                 # A rebuild is always a run of its own (an interrupted one: rebuild again).
                 new_run=True,
                 batch_size=options["batch_size"],
