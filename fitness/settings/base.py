@@ -141,6 +141,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# AMQP heartbeats (seconds): how soon the broker notices a hung worker and hands its
+# unacknowledged deliveries to another consumer. Celery's own default is 120 s.
+CELERY_BROKER_HEARTBEAT = float(env("CELERY_BROKER_HEARTBEAT", "120"))
+OUTBOX_CONSUMER_HEARTBEAT = float(env("OUTBOX_CONSUMER_HEARTBEAT", "60"))
 
 # The service name this process publishes as (CloudEvents ``source``) and the outbox settings.
 OUTBOX_SOURCE = env("OUTBOX_SOURCE", "fitness.monolith")

@@ -18,6 +18,7 @@ class ConsumerSettings:
     retry_base: float  # delay before the 1st retry (seconds); doubles with each retry
     retry_max: float  # cap of one delay (seconds)
     publish_timeout: float  # seconds to wait for the broker's confirm of a retry/dead copy
+    heartbeat: float  # AMQP heartbeat of ``consume_events``' connection (0 = off)
     pause_before_ack: float  # TEST-ONLY, from the environment
 
 
@@ -27,5 +28,6 @@ def get_consumer_settings() -> ConsumerSettings:
         retry_base=float(getattr(settings, "OUTBOX_CONSUMER_RETRY_BASE", 1.0)),
         retry_max=float(getattr(settings, "OUTBOX_CONSUMER_RETRY_MAX", 300.0)),
         publish_timeout=float(getattr(settings, "OUTBOX_CONSUMER_PUBLISH_TIMEOUT", 10.0)),
+        heartbeat=float(getattr(settings, "OUTBOX_CONSUMER_HEARTBEAT", 60.0)),
         pause_before_ack=float(os.environ.get(PAUSE_BEFORE_ACK_ENV) or 0),
     )

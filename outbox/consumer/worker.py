@@ -17,13 +17,13 @@ import amqp
 import kombu
 
 from outbox.conf import get_settings
+from outbox.consumer.conf import get_consumer_settings
 from outbox.consumer.dispatcher import Dispatcher
 from outbox.consumer.service import ConsumerService
 from outbox.exceptions import OutboxError
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 60
 POLL_SECONDS = 0.5  # how often the loop wakes to check the stop flag and send heartbeats
 RECONNECT_MAX_DELAY = 30.0
 
@@ -87,7 +87,7 @@ class StandaloneWorker:
         try:
             while not self.stop_event.is_set():
                 connection = kombu.Connection(
-                    get_settings().broker_url, heartbeat=HEARTBEAT_SECONDS
+                    get_settings().broker_url, heartbeat=get_consumer_settings().heartbeat
                 )
                 try:
                     self._consume(connection)
