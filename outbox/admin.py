@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from outbox.models import PENDING, OutboxMessage
+from outbox.models import PENDING, OutboxMessage, ReplayRun
 from outbox.registry import all_event_types
 from outbox.services import outbox_message_retry
 
@@ -137,4 +137,20 @@ class OutboxMessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: OutboxMessage | None = None) -> bool:
         # Published rows go through prune_outbox; pending ones must never vanish silently.
+        return False
+
+
+@admin.register(ReplayRun)
+class ReplayRunAdmin(admin.ModelAdmin):
+    """The history of ``replay_events`` runs (read-only: runs are started from the command)."""
+
+    list_display = ("id", "service", "reprocess", "created_at", "finished_at", "sent", "matched")
+    list_filter = ("service", "reprocess", ("finished_at", admin.EmptyFieldListFilter))
+    search_fields = ("=id", "service")
+    readonly_fields = [field.name for field in ReplayRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ReplayRun | None = None) -> bool:
         return False

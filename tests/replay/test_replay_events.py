@@ -26,7 +26,7 @@ from outbox.consumer.service import ConsumerService, unregister_service
 from outbox.consumer.topology import declare_service
 from outbox.models import OutboxMessage, ReplayRun
 from outbox.recording import record_event
-from outbox.replay import ReplayError, ReplayFilters, parse_moment, replay_events
+from outbox.replay import ReplayError, ReplayFilters, TextProgress, parse_moment, replay_events
 from outbox.tests.helpers import broker_connection, get_messages
 from outbox.wire import to_amqp
 from tests.replay.conftest import place_orders, queue_depth
@@ -267,3 +267,30 @@ def test_a_rebuild_also_selects_rows_the_relay_has_not_marked_yet_but_never_park
 
     assert count() == 1
     assert count(include_pending=True) == 2
+
+
+def test_progress_is_redrawn_on_a_terminal_and_logged_by_tenths_elsewhere():
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    log, terminal = Stream(False), Stream(True)
+    bar = TextProgress(log, "replay")
+    screen = TextProgress(terminal, "replay")
+    for done in range(0, 101, 5):
+        bar(done, 100)
+        screen(done, 100)
+    assert log.getvalue().count("\n") == 11  # 0 %, 10 %, ... 100 %
+    assert log.getvalue().endswith("replay [" + "#" * 30 + "] 100/100\n")
+    assert terminal.getvalue().count("\r") == 21 and terminal.getvalue().endswith("\n")
+
+
+def test_replay_runs_are_listed_read_only_in_the_admin(admin_client):
+    run = ReplayRun.objects.create(id=uuid.uuid4(), service="analytics", snapshot_at=timezone.now())
+    page = admin_client.get("/admin/outbox/replayrun/?finished_at__isempty=1")
+    assert page.status_code == 200 and str(run.pk) in page.content.decode()
+    assert admin_client.get(f"/admin/outbox/replayrun/{run.pk}/change/").status_code == 200
