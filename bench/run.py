@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
 from bench.common import (
     BENCH_DB,
     PYTHON,
     ROOT,
     bench_env,
+    connect_db,
     ensure_database,
     ensure_vhost,
     machine,
@@ -37,6 +40,7 @@ RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("drain", "dop", "latency", "retained", "saga")
 # A 1-minute load average above this at the start means other jobs share the 2 cores.
 BUSY_LOAD = 1.0
+RUN_LOCK_KEY = 0x62656E6368  # "bench"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     ensure_vhost()
+    # Two runs at once would empty each other's outbox table and share the cores: one at a time.
+    lock = _run_lock()
     if args.wait_quiet:
         _wait_quiet(args.wait_quiet)
     started = time.perf_counter()
@@ -149,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{stamp}-{report['mode']}.json").write_text(payload + "\n")
     print(json.dumps(_summary(report), indent=2))
     print(f"\nfull results: {RESULTS / 'latest.json'}")
+    lock.close()
     return 1 if errors else 0
 
 
@@ -368,6 +375,15 @@ def _git() -> dict:
         "head": git("rev-parse", "--short", "HEAD"),
         "outbox_uncommitted": bool(git("status", "--porcelain", "--", "outbox")),
     }
+
+
+def _run_lock() -> psycopg.Connection:
+    """Hold a session advisory lock for the whole run (waiting for another run to finish)."""
+    conn = connect_db("postgres")
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK_KEY]).fetchone()[0]:
+        _say("another benchmark run holds the lock: waiting for it to finish")
+        conn.execute("SELECT pg_advisory_lock(%s)", [RUN_LOCK_KEY])
+    return conn
 
 
 def _wait_quiet(seconds: float) -> None:
