@@ -12,9 +12,10 @@ window), so they can be sent again. A replay:
   its id after the earlier one committed. The databases' streams are interleaved by event time,
   each kept in its own order;
 * publishes **copies straight to ``<service>.events``** through the default exchange, so no other
-  subscriber sees anything: same body, properties and ``ce-*`` envelope (``message_id`` = event
-  id), plus ``x-outbox-replay: true`` and ``x-outbox-replay-run: <run id>`` (and
-  ``x-outbox-reprocess: true`` for ``--reprocess``), in batches with publisher confirms;
+  subscriber sees anything: same body bytes (the jsonb text, as the relay sends it), properties
+  and ``ce-*`` envelope (``message_id`` = event id), plus ``x-outbox-replay: true`` and
+  ``x-outbox-replay-run: <run id>`` (and ``x-outbox-reprocess: true`` for ``--reprocess``), in
+  batches with publisher confirms;
 * records the run (:class:`~outbox.models.ReplayRun`): filters, per-database cursor of the last
   row whose batch was confirmed, counters, ``finished_at``.
 
@@ -45,8 +46,8 @@ from typing import Any
 
 import amqp
 from django.db import connections
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Now
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Now
 from django.utils import timezone
 
 from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
@@ -418,7 +419,14 @@ def _stream(
 ) -> Iterator[tuple[datetime, int, str, OutboxMessage]]:
     """The rows to send from one database, in id order, read page by page (keyset on id)."""
     last = plan.cursors.get(alias, 0)
-    mine = _selection(plan, alias).filter(handled_by(plan.service))
+    # The body the relay sent is PostgreSQL's text form of the jsonb payload (outbox.claiming);
+    # read that very text (outbox.wire.encode_body sends it as is), not a re-encoded dump.
+    mine = (
+        _selection(plan, alias)
+        .filter(handled_by(plan.service))
+        .defer("payload")
+        .annotate(payload_json=Cast("payload", output_field=TextField()))
+    )
     while True:
         rows = list(mine.filter(id__gt=last).order_by("id")[:page])
         for row in rows:
