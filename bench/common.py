@@ -119,6 +119,10 @@ def amqp_connect(name: str = "bench") -> amqp.Connection:
         virtual_host=parts.get("virtual_host") or "/",
         heartbeat=0,
         client_properties={"connection_name": name},
+        # A broker that accepts the socket but never answers must not hang the run.
+        connect_timeout=10,
+        read_timeout=60,
+        write_timeout=60,
     )
     conn.connect()
     return conn
