@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.db import connections
+from django.db import connections, transaction
 
 from outbox.publisher import Failure
 
@@ -140,10 +140,17 @@ def plan_waves(messages: list[ClaimedRow]) -> list[list[ClaimedRow]]:
 
 
 def mark_published(messages: list[ClaimedRow], *, using: str = "default") -> int:
-    """Mark rows published, in one UPDATE; returns how many rows changed."""
+    """Mark rows published, in one UPDATE; returns how many rows changed.
+
+    The commit does not wait for its WAL flush (``synchronous_commit = off``, for this
+    transaction only): losing a mark in a PostgreSQL crash only means the rows are published
+    again, duplicates the consumers' inboxes absorb — the guarantee is at-least-once anyway. It
+    saves an fsync per batch on the relay's hot path, which is latency at low load.
+    """
     if not messages:
         return 0
-    with connections[using].cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO off")
         cursor.execute(MARK_PUBLISHED_SQL, {"ids": [m.id for m in messages]})
         return cursor.rowcount
 
