@@ -129,12 +129,21 @@ def amqp_connect(name: str = "bench") -> amqp.Connection:
 
 
 def ensure_vhost() -> None:
-    """Create the benchmark's virtual host with rabbitmqctl (a local broker) if it is missing."""
-    try:
-        amqp_connect().close()
-        return
-    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed):
-        pass
+    """Create the benchmark's virtual host with rabbitmqctl (a local broker) if it is missing.
+
+    A broker that does not answer yet (restarting) gets a minute before the run gives up.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            amqp_connect().close()
+            return
+        except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed):
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     vhost = broker_vhost()
     for command in (
         ["rabbitmqctl", "-q", "add_vhost", vhost],
