@@ -68,6 +68,13 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	touch $@
 
+## Fault injection against the shop's real processes, then a checker (docs/reliability.md).
+## 10 minutes by default: `make chaos CHAOS_ARGS="--minutes 5"`; `--short` is the one in make test.
+## Restarts the local PostgreSQL and RabbitMQ (every database and vhost) several times.
+chaos: install
+	$(BIN)/python scripts/preflight.py
+	$(BIN)/python -m chaos.run $(CHAOS_ARGS)
+
 ## Regenerate the event contract documents and check published versions against the lock.
 contracts: install
 	$(BIN)/python manage.py asyncapi --output docs/asyncapi.json --html docs/asyncapi.html
