@@ -28,7 +28,13 @@ from enum import Enum
 from typing import Any
 
 import amqp
-from django.db import close_old_connections, connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from jsonschema.exceptions import best_match
 from kombu.message import Message
 
@@ -155,31 +161,53 @@ class Dispatcher:
     def _apply(
         self, event: ReceivedEvent, handler: Handler, *, attempts: int, received_at: datetime
     ) -> bool:
-        """Run the handler in one transaction with the inbox row; False for a duplicate."""
-        using = self.service.database
+        """Run the handler in one transaction with the inbox row; False for a duplicate.
+
+        A connection the database dropped while the worker was idle (a restart, a failover, an
+        idle timeout) only shows up as an error on the first statement. It is replaced and the
+        event applied again at once: sent to a retry queue instead, the event would be overtaken
+        by the next event of its aggregate. Once only, and only when the connection is gone: a
+        database that is still down fails again and takes the retry path. Applying again is safe
+        even if the lost connection's commit went through — the inbox makes it a duplicate.
+        """
         _close_stale_connections()
+        before = connections[self.service.database].connection
         try:
-            with transaction.atomic(using=using):
-                entry_id = inbox_insert(
-                    service=self.service.name,
-                    event=event,
-                    attempts=attempts,
-                    received_at=received_at,
-                    using=using,
-                )
-                if entry_id is None:
-                    return False
-                mark = sequence_advance(service=self.service.name, event=event, using=using)
-                if mark is not None and event.sequence is not None and mark > event.sequence:
-                    self.stats["superseded"] += 1
-                    # A replay re-delivers old events on purpose: expected, no warning.
-                    level = logging.INFO if event.replay else logging.WARNING
-                    self._log(level, f"superseded (applied up to {mark})", event)
-                handler(event)
-                inbox_mark_handled(entry_id=entry_id, using=using)
-            return True
+            try:
+                return self._apply_once(event, handler, attempts=attempts, received_at=received_at)
+            except (OperationalError, InterfaceError) as exc:
+                if not _connection_lost(self.service.database, before):
+                    raise
+                self._log(logging.WARNING, f"database connection lost ({exc}); reconnecting", event)
+                connections[self.service.database].close()
+                return self._apply_once(event, handler, attempts=attempts, received_at=received_at)
         finally:
             _close_stale_connections()
+
+    def _apply_once(
+        self, event: ReceivedEvent, handler: Handler, *, attempts: int, received_at: datetime
+    ) -> bool:
+        """One transaction: inbox row, high-water mark, handler, ``handled_at``."""
+        using = self.service.database
+        with transaction.atomic(using=using):
+            entry_id = inbox_insert(
+                service=self.service.name,
+                event=event,
+                attempts=attempts,
+                received_at=received_at,
+                using=using,
+            )
+            if entry_id is None:
+                return False
+            mark = sequence_advance(service=self.service.name, event=event, using=using)
+            if mark is not None and event.sequence is not None and mark > event.sequence:
+                self.stats["superseded"] += 1
+                # A replay re-delivers old events on purpose: expected, no warning.
+                level = logging.INFO if event.replay else logging.WARNING
+                self._log(level, f"superseded (applied up to {mark})", event)
+            handler(event)
+            inbox_mark_handled(entry_id=entry_id, using=using)
+        return True
 
     def _retry(
         self, message: Message, event: ReceivedEvent, exc: Exception, *, retries: int
@@ -263,6 +291,20 @@ class Dispatcher:
             # A traceback for the unexpected only; RetryLater is business as usual.
             exc_info=exc_info if level >= logging.WARNING else None,
         )
+
+
+def _connection_lost(using: str, before: Any) -> bool:
+    """Whether the connection the failed transaction ran on (``before``) is gone.
+
+    Django drops a connection whose rollback failed (and may already have opened a new one), so
+    a different or missing connection means it died; the same one is probed. A transaction that
+    had to open its connection itself did not fail on a stale one (the database may simply be
+    down), and a caller's open transaction is never touched.
+    """
+    wrapper = connections[using]
+    if before is None or wrapper.in_atomic_block:
+        return False
+    return wrapper.connection is not before or not wrapper.is_usable()
 
 
 def _close_stale_connections() -> None:
