@@ -132,7 +132,8 @@ def _run(
 
     deadline = time.monotonic() + (0 if args.short else args.minutes * 60)
     plan = list(SHORT_PLAN) if args.short else []
-    while plan or time.monotonic() < deadline:
+    # --short: the whole plan; otherwise rounds of every kind, until the deadline.
+    while plan if args.short else time.monotonic() < deadline:
         if not plan:
             plan = list(faults.kinds)
             rng.shuffle(plan)
