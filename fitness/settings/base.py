@@ -89,7 +89,17 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fitness")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Connections are kept between requests for DJANGO_CONN_MAX_AGE seconds, and checked (one
+# round trip, once per request) before they are reused: after a PostgreSQL restart the first
+# request of every thread would otherwise fail with a 500 on the dead connection.
+CONN_MAX_AGE = int(env("DJANGO_CONN_MAX_AGE", "60"))
+
+
+def _database(url: str) -> dict:
+    return dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
 # Parallel test runs (several developers or CI jobs on one server) pick their own test database.
 if env("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
@@ -104,7 +114,7 @@ SERVICE_DATABASES = {
 SHARED_DATABASE_ALIASES = {"default"}
 for _service, _alias in SERVICE_DATABASES.items():
     _url = env(f"{_service.upper()}_DATABASE_URL", DATABASE_URL)
-    DATABASES[_alias] = dj_database_url.parse(_url, conn_max_age=60)
+    DATABASES[_alias] = _database(_url)
     if _url == DATABASE_URL:
         SHARED_DATABASE_ALIASES.add(_alias)
         if env("TEST_DATABASE_NAME"):
