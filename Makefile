@@ -70,7 +70,7 @@ $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed
 
 ## Fault injection against the shop's real processes, then a checker (docs/reliability.md).
 ## 10 minutes by default: `make chaos CHAOS_ARGS="--minutes 5"`; `--short` is the one in make test.
-## Restarts the local PostgreSQL and RabbitMQ (every database and vhost) several times.
+## Restarts a PostgreSQL cluster and a RabbitMQ node of its own, never the machine's (chaos/servers.py).
 chaos: install
 	$(BIN)/python scripts/preflight.py
 	$(BIN)/python -m chaos.run $(CHAOS_ARGS)

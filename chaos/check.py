@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 
-from bench.common import database_url, median, percentile
+from bench.common import median, percentile
 from chaos.faults import POISON_HEADER, Fault, Injected, subscription_map
 from chaos.load import OrderRecord
-from chaos.stack import PYTHON, ROOT, Config, Stack, rabbitmqctl
+from chaos.stack import PYTHON, ROOT, Config, Stack
 
 FINAL = ("delivered", "payment_failed", "cancelled")
 GOOD_LAST4, DECLINED_LAST4 = "2222", "0002"
@@ -27,11 +27,9 @@ GOOD_LAST4, DECLINED_LAST4 = "2222", "0002"
 
 # -- quiescence ---------------------------------------------------------------------------------
 def queue_state(config: Config) -> dict[str, tuple[int, int, int]]:
-    """``{queue: (ready, unacknowledged, consumers)}`` of the run's vhost."""
-    out = rabbitmqctl(
+    """``{queue: (ready, unacknowledged, consumers)}`` of the run's RabbitMQ node."""
+    out = config.rabbitmqctl(
         "list_queues",
-        "-p",
-        config.vhost,
         "name",
         "messages_ready",
         "messages_unacknowledged",
@@ -41,8 +39,6 @@ def queue_state(config: Config) -> dict[str, tuple[int, int, int]]:
     state = {}
     for line in out.splitlines():
         parts = line.split()
-        if config.queues and parts and parts[0] not in config.queues:
-            continue  # another test's queue in a shared vhost
         if len(parts) == 4 and parts[1].isdigit():
             state[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]))
     return state
@@ -50,7 +46,7 @@ def queue_state(config: Config) -> dict[str, tuple[int, int, int]]:
 
 def _db_state(config: Config) -> tuple[int, int, int]:
     """(outbox rows not published, orders not final, inbox rows)."""
-    with psycopg.connect(database_url(config.database), connect_timeout=5) as conn:
+    with psycopg.connect(config.database_url(), connect_timeout=5) as conn:
         pending = conn.execute(
             "SELECT count(*) FROM outbox_message WHERE published_at IS NULL"
         ).fetchone()[0]
@@ -98,7 +94,7 @@ def wait_quiet(config: Config, timeout: float, settle: float = 3.0) -> tuple[boo
 def caught_up(config: Config, before: float) -> bool:
     """Whether every order placed before ``before`` (wall clock) is in a final state."""
     try:
-        with psycopg.connect(database_url(config.database), connect_timeout=3) as conn:
+        with psycopg.connect(config.database_url(), connect_timeout=3) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM orders_order WHERE placed_at <= to_timestamp(%s) "
                 "AND NOT status = ANY(%s)",

@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import amqp
 
-from chaos.stack import Stack, rabbitmqctl
+from chaos.stack import Stack
 
 POISON_HEADER = "x-chaos-poison"
 
@@ -147,6 +145,7 @@ class Faults:
     def rabbitmq_restart(self) -> Fault:
         """``rabbitmqctl stop_app``, a few seconds without a broker, ``start_app``."""
         outage = 2.0 if self.short else self.rng.uniform(3.0, 8.0)
+        rabbitmqctl = self.stack.config.rabbitmqctl
         started = time.time()
         rabbitmqctl("stop_app", timeout=120)
         time.sleep(outage)
@@ -155,24 +154,9 @@ class Faults:
         return Fault("rabbitmq-restart", started, time.time(), "rabbitmq", f"down {outage:.0f} s")
 
     def postgres_restart(self) -> Fault:
-        """``pg_ctlcluster ... restart -m immediate``: every connection dies, crash recovery."""
-        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+        """``pg_ctl restart -m immediate``: every connection dies, crash recovery."""
         started = time.time()
-        subprocess.run(
-            [
-                "pg_ctlcluster",
-                "--skip-systemctl-redirect",
-                version,
-                "main",
-                "restart",
-                "-m",
-                "immediate",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        _wait_postgres()
+        self.stack.config.servers.postgres.restart_immediate()
         return Fault("postgres-restart", started, time.time(), "postgresql")
 
     # -- messages ----------------------------------------------------------------------------
@@ -247,7 +231,7 @@ def subscription_map() -> dict[str, set[str]]:
 
 
 class _broker:
-    """A channel on the run's vhost (context manager); publish with ``basic_publish_confirm``."""
+    """A channel on the run's broker (context manager); publish with ``basic_publish_confirm``."""
 
     def __enter__(self) -> amqp.Channel:
         from outbox.broker import connect
@@ -295,20 +279,3 @@ def _handled_type(service: str) -> str:
     from outbox.consumer.service import get_service
 
     return get_service(service).handled_types()[0][0]
-
-
-def _wait_postgres(timeout: float = 60) -> None:
-    import psycopg
-
-    from bench.common import database_url
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(database_url("postgres"), connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

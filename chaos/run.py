@@ -4,10 +4,9 @@
     python -m chaos.run --minutes 5
     python -m chaos.run --short         # one fault of each kind, about a minute (make test)
 
-Loopback only, on a database (``fitness_chaos``) and a RabbitMQ virtual host (``fitness_chaos``) of
-its own, both re-created at the start: a developer's ``make run`` and the test suite are never
-touched — except by the two server restarts, which by nature hit the whole PostgreSQL server and
-the whole RabbitMQ node (every database, every vhost) for a few seconds.
+Loopback only, on a PostgreSQL cluster and a RabbitMQ node of its own (chaos/servers.py), started
+from the machine's installed binaries on free ports and removed at the end: the server restarts
+hit only the run, never a developer's ``make run``, other test runs or CI.
 
 Exit status 0 when every check passed, 1 on any violation, 2 when the run could not be set up.
 """
@@ -23,15 +22,15 @@ import time
 import traceback
 from pathlib import Path
 
-from chaos.stack import DEFAULT_BROKER_URL, DEFAULT_DATABASE, ROOT, Config, Stack, chaos_env
+from chaos.servers import PrivateServers
+from chaos.stack import ROOT, Config, Stack, chaos_env, free_port
 
-# Kinds that hit shared servers: once each in --short, so other test runs suffer little.
-SHARED = ("rabbitmq-restart", "postgres-restart")
+# Duplicates come after a few seconds of traffic: they republish events already handled.
 SHORT_PLAN = (
     "relay-kill",
-    "duplicates",
     "worker-kill",
     "postgres-restart",
+    "duplicates",
     "relay-kill-after-publish",
     "poison",
     "worker-kill-before-ack",
@@ -48,8 +47,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="faults for this long")
     parser.add_argument("--short", action="store_true", help="one fault of each kind (~1 min)")
-    parser.add_argument("--database", default=DEFAULT_DATABASE)
-    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL, help="its vhost is re-created")
     parser.add_argument("--rate", type=float, help="orders per second (default 4, short 3)")
     parser.add_argument("--customers", type=int, default=4, help="customer threads")
     parser.add_argument("--seed", type=int, default=None)
@@ -57,7 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heartbeat", type=int, help="workers' AMQP heartbeat (5 s, short 2 s)")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "var" / "chaos")
     parser.add_argument(
-        "--keep-vhost", action="store_true", help="keep a vhost this run created (default: delete)"
+        "--keep-servers", action="store_true", help="keep the servers' data and logs (a temp dir)"
     )
     parser.add_argument("--quiet-timeout", type=float, help="seconds to wait for quiescence")
     return parser.parse_args(argv)
@@ -68,40 +65,40 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
     config = Config(
-        database=args.database,
-        broker_url=args.broker_url,
+        servers=PrivateServers.create(free_port),
         run_dir=args.run_dir,
         heartbeat=args.heartbeat or (2 if args.short else 5),
         workers=args.workers,
     )
-    say(f"seed {seed}; database {config.database}, vhost {config.vhost}, logs in {config.log_dir}")
-    from chaos.stack import prepare, purge_queues, rabbitmqctl, service_queues
+    say(f"seed {seed}; servers in {config.servers.root}, logs in {config.log_dir}")
+    from chaos.stack import prepare
 
+    stack = None
     try:
-        created = prepare(config)
-    except Exception as exc:
-        say(f"could not set up: {exc}")
-        return 2
-    os.environ.update(chaos_env(config))
-    import django
+        prepare(config)
+        say(
+            f"PostgreSQL :{config.servers.postgres.port}, "
+            f"RabbitMQ :{config.servers.rabbitmq.port} ({config.servers.rabbitmq.node})"
+        )
+        os.environ.update(chaos_env(config))
+        import django
 
-    django.setup()
-    from outbox.consumer.service import all_services
+        django.setup()
+        from outbox.consumer.service import all_services
 
-    services = [service.name for service in all_services()]
-    config.queues = service_queues(services)
-    purge_queues(config, config.queues)
-    stack = Stack(config, services)
-    try:
+        stack = Stack(config, [service.name for service in all_services()])
         return _run(args, config, stack, rng, seed)
     except Exception:
         traceback.print_exc()
+        say("could not set up" if stack is None else "the run failed")
         return 2
     finally:
-        stack.stop()
-        if created and not args.keep_vhost:
-            # Leave the node as we found it: ~50 quorum queues fewer (each holds file handles).
-            rabbitmqctl("delete_vhost", config.vhost)
+        if stack is not None:  # and so Django is set up: its connections go before the server
+            stack.stop()
+            from django.db import connections
+
+            connections.close_all()
+        config.servers.stop(keep=args.keep_servers)
 
 
 def _run(

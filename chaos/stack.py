@@ -1,8 +1,9 @@
-"""The shop's real processes on a database and a RabbitMQ virtual host of the chaos run's own.
+"""The shop's real processes on a PostgreSQL cluster and a RabbitMQ node of the chaos run's own.
 
 Nothing here imports Django at module level: the runner sets the environment first. The
 processes are the ones of the Procfile (gunicorn instead of runserver for the web): two relays and
-one worker per consumer service; the fault injectors kill, stop and restart them by pid.
+one worker per consumer service; the fault injectors kill, stop and restart them by pid, and
+restart the run's own servers (chaos/servers.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from bench.common import PYTHON, ROOT, database_url, ensure_database
+from bench.common import PYTHON, ROOT
+from chaos.servers import PrivateServers
 
-DEFAULT_DATABASE = "fitness_chaos"
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/fitness_chaos"
+DATABASE = "fitness_chaos"
 DATABASE_ALIASES = ("default", "payments", "shipping", "notifications", "analytics")
 
 
@@ -28,16 +28,22 @@ DATABASE_ALIASES = ("default", "payments", "shipping", "notifications", "analyti
 class Config:
     """Where a chaos run lives and how its processes are started."""
 
-    database: str = DEFAULT_DATABASE
-    broker_url: str = DEFAULT_BROKER_URL
+    servers: PrivateServers
     run_dir: Path = ROOT / "var" / "chaos"
     heartbeat: int = 5  # AMQP heartbeat of the workers (seconds)
     workers: str = "standalone"  # or "celery" (the Procfile's command)
-    queues: list[str] = field(default_factory=list)  # the shop's queues (set once Django is up)
+
+    def database_url(self, name: str = DATABASE) -> str:
+        """A database of the run's own PostgreSQL cluster (``fitness_chaos`` by default)."""
+        return self.servers.postgres.url(name)
 
     @property
-    def vhost(self) -> str:
-        return unquote(urlparse(self.broker_url).path[1:]) or "/"
+    def broker_url(self) -> str:
+        return self.servers.rabbitmq.url
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """``rabbitmqctl`` against the run's own RabbitMQ node; its output."""
+        return self.servers.rabbitmq.ctl(*args, timeout=timeout)
 
     @property
     def mail_dir(self) -> Path:
@@ -58,7 +64,7 @@ def chaos_env(config: Config, **extra: str) -> dict[str, str]:
     for key in ("TEST_DATABASE_NAME", "USE_BROKER_USERS", "OUTBOX_TEST_PAUSE_AFTER_PUBLISH"):
         env.pop(key, None)
     env.pop("OUTBOX_TEST_PAUSE_BEFORE_ACK", None)
-    url = database_url(config.database)
+    url = config.database_url()
     env.update({f"{alias.upper()}_DATABASE_URL": url for alias in DATABASE_ALIASES[1:]})
     env.update(
         {
@@ -91,76 +97,24 @@ def run_quietly(args: list[str], *, env: dict[str, str], timeout: float = 120) -
         raise RuntimeError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
 
 
-def rabbitmqctl(*args: str, timeout: float = 60) -> str:
-    """``rabbitmqctl -q ...`` on the local broker; its output."""
-    result = subprocess.run(
-        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def ensure_vhost(config: Config) -> bool:
-    """Create the run's virtual host if it is missing; whether it was created.
-
-    An existing vhost is reused (its queues are purged), never deleted and re-declared: on this
-    RabbitMQ (3.10, ``nofile`` 1024) every quorum queue holds file handles, and a node with a few
-    hundred of them stops answering once its file-handle cache is exhausted (docs/reliability.md).
-    """
-    user = unquote(urlparse(config.broker_url).username or "guest")
-    if config.vhost in rabbitmqctl("list_vhosts", "name", "--no-table-headers").split():
-        return False
-    rabbitmqctl("add_vhost", config.vhost)
-    rabbitmqctl("set_permissions", "-p", config.vhost, user, ".*", ".*", ".*")
-    return True
-
-
-def service_queues(services: list[str]) -> list[str]:
-    """Every queue of the shop's consumer services (work, retry and dead-letter queues)."""
-    from outbox.consumer.service import get_service
-
-    names = []
-    for name in services:
-        service = get_service(name)
-        names += [service.queue_name, *service.retry_queues, service.dead_letter_queue]
-    return names
-
-
-def purge_queues(config: Config, queues: list[str]) -> None:
-    """Empty ``queues`` (leftovers of an earlier run in a reused vhost)."""
-    import amqp
-
-    from outbox.broker import close_quietly, connect
-
-    connection = connect(config.broker_url)
-    try:
-        channel = connection.channel()
-        for queue in queues:
-            try:
-                channel.queue_purge(queue)
-            except amqp.exceptions.NotFound:
-                channel = connection.channel()  # the error closed the channel
-    finally:
-        close_quietly(connection)
-
-
-def prepare(config: Config) -> bool:
-    """A fresh, migrated database and the vhost with the topology; whether the vhost is new.
+def prepare(config: Config) -> None:
+    """Start the run's servers, then a migrated database and the broker topology on them.
 
     Django is not set up yet here: the commands run as child processes.
     """
+    import psycopg
+
     for path in (config.mail_dir, config.log_dir):
         path.mkdir(parents=True, exist_ok=True)
         for old in path.iterdir():
             old.unlink()
-    created = ensure_vhost(config)
-    ensure_database(config.database, fresh=True)
+    config.servers.start()
+    with psycopg.connect(config.database_url("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DATABASE}")
     env = chaos_env(config)
     # Every alias points at the one database: migrating "default" creates every app's tables.
     run_quietly([PYTHON, "manage.py", "migrate", "--noinput"], env=env)
     run_quietly([PYTHON, "manage.py", "setup_broker"], env=env)
-    return created
 
 
 def free_port() -> int:
