@@ -398,6 +398,8 @@ def check(
         for event_id, subscribers_count in injected.copies
         if sum(n for (s, e), n in duplicates.items() if e == event_id) < subscribers_count
     ]
+    if any(fault.kind == "duplicates" for fault in faults) and not injected.copies:
+        copies_missed.append("the duplicates fault found no handled event to republish")
     report.add("every republished copy absorbed as a duplicate", copies_missed)
 
     # 9. No process died by itself.

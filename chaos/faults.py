@@ -172,21 +172,27 @@ class Faults:
         connections.close_all()  # a database restart may have broken them
         subscribers = subscription_map()
         count = 6 if self.short else 20
-        candidates = list(
-            OutboxMessage.objects.filter(published_at__isnull=False).order_by("-id")[:400]
-        )
-        self.rng.shuffle(candidates)
-        handled: dict[str, set[str]] = {}
-        for event_id, service in InboxEntry.objects.filter(
-            event_id__in=[m.event_id for m in candidates]
-        ).values_list("event_id", "service"):
-            handled.setdefault(str(event_id), set()).add(service)
-        chosen = [
-            m
-            for m in candidates
-            if subscribers.get(m.type)
-            and subscribers[m.type] <= handled.get(str(m.event_id), set())
-        ][:count]
+        # Early in a run few events are handled by all their subscribers yet: wait for some.
+        deadline = time.monotonic() + 30
+        while True:
+            candidates = list(
+                OutboxMessage.objects.filter(published_at__isnull=False).order_by("-id")[:400]
+            )
+            self.rng.shuffle(candidates)
+            handled: dict[str, set[str]] = {}
+            for event_id, service in InboxEntry.objects.filter(
+                event_id__in=[m.event_id for m in candidates]
+            ).values_list("event_id", "service"):
+                handled.setdefault(str(event_id), set()).add(service)
+            chosen = [
+                m
+                for m in candidates
+                if subscribers.get(m.type)
+                and subscribers[m.type] <= handled.get(str(m.event_id), set())
+            ][:count]
+            if len(chosen) == count or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         # Out of order: every chosen aggregate's rows, latest first.
         chosen.sort(key=lambda m: (m.aggregate_type, m.aggregate_id, -m.sequence))
         started = time.time()

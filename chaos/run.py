@@ -25,14 +25,14 @@ from pathlib import Path
 from chaos.servers import PrivateServers
 from chaos.stack import ROOT, Config, Stack, chaos_env, free_port
 
-# Duplicates come after a few seconds of traffic: they republish events already handled.
+# Duplicates come after some traffic: they republish events every subscriber already handled.
 SHORT_PLAN = (
     "relay-kill",
     "worker-kill",
     "postgres-restart",
-    "duplicates",
     "relay-kill-after-publish",
     "poison",
+    "duplicates",
     "worker-kill-before-ack",
     "rabbitmq-restart",
     "worker-sigstop",
