@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
@@ -35,6 +36,8 @@ def record_event(
     causation_id: str | None = None,
     headers: dict | None = None,
     using: str = "default",
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
 ) -> OutboxMessage:
     """Write ``payload`` as an event of ``event_type`` to the outbox, in the current transaction.
 
@@ -44,6 +47,10 @@ def record_event(
     :class:`UnknownEventType` when ``event_type`` is not registered. ``headers`` are extra AMQP
     headers (strings, ints or booleans); a ``traceparent`` among them also becomes the CloudEvents
     ``traceparent`` extension.
+
+    ``event_id`` and ``occurred_at`` default to a fresh uuid4 and now; an importer of events
+    that already have an identity (``import_outbox_pattern``) passes theirs, so a consumer can
+    recognise the same event arriving from both sides.
     """
     if not transaction.get_connection(using).in_atomic_block:
         raise NotInTransaction(
@@ -51,10 +58,10 @@ def record_event(
             "commits or rolls back with the change it describes"
         )
     aggregate_id = str(aggregate_id)
-    _validate_payload(event_type, payload)
+    validate_payload(event_type, payload)
     extra_headers = _clean_headers(event_type, headers or {})
     sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
-    event_id = uuid.uuid4()
+    event_id = event_id or uuid.uuid4()
     return OutboxMessage.objects.using(using).create(
         event_id=event_id,
         source=event_type.source or get_settings().source,
@@ -66,7 +73,7 @@ def record_event(
         # A saga's first event starts the correlation: its own id.
         correlation_id=correlation_id or str(event_id),
         causation_id=causation_id or "",
-        occurred_at=timezone.now(),
+        occurred_at=occurred_at or timezone.now(),
         headers=extra_headers,
         payload=payload,
         exchange=event_type.exchange,
@@ -75,7 +82,7 @@ def record_event(
     )
 
 
-def _validate_payload(event_type: EventType, payload: Any) -> None:
+def validate_payload(event_type: EventType, payload: Any) -> None:
     """Raise InvalidPayload unless ``payload`` is a plain-JSON object matching the schema."""
     if not isinstance(payload, dict):
         raise InvalidPayload(

@@ -155,6 +155,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # unacknowledged deliveries to another consumer. Celery's own default is 120 s.
 CELERY_BROKER_HEARTBEAT = float(env("CELERY_BROKER_HEARTBEAT", "120"))
 OUTBOX_CONSUMER_HEARTBEAT = float(env("OUTBOX_CONSUMER_HEARTBEAT", "60"))
+# Services that accept messages sent by django-outbox-pattern while producers switch over
+# (docs/migrating-from-django-outbox-pattern.md); empty = every service dead-letters them.
+OUTBOX_CONSUMER_ACCEPT_OUTBOX_PATTERN = env_list("OUTBOX_CONSUMER_ACCEPT_OUTBOX_PATTERN")
 
 # The service name this process publishes as (CloudEvents ``source``) and the outbox settings.
 OUTBOX_SOURCE = env("OUTBOX_SOURCE", "fitness.monolith")

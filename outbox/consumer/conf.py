@@ -20,6 +20,9 @@ class ConsumerSettings:
     publish_timeout: float  # seconds to wait for the broker's confirm of a retry/dead copy
     heartbeat: float  # AMQP heartbeat of ``consume_events``' connection (0 = off)
     pause_before_ack: float  # TEST-ONLY, from the environment
+    # Services that accept django-outbox-pattern's (unsigned, envelope-less) messages during a
+    # switch-over; every other service dead-letters them.
+    accept_outbox_pattern: frozenset[str]
 
 
 def get_consumer_settings() -> ConsumerSettings:
@@ -30,4 +33,7 @@ def get_consumer_settings() -> ConsumerSettings:
         publish_timeout=float(getattr(settings, "OUTBOX_CONSUMER_PUBLISH_TIMEOUT", 10.0)),
         heartbeat=float(getattr(settings, "OUTBOX_CONSUMER_HEARTBEAT", 60.0)),
         pause_before_ack=float(os.environ.get(PAUSE_BEFORE_ACK_ENV) or 0),
+        accept_outbox_pattern=frozenset(
+            getattr(settings, "OUTBOX_CONSUMER_ACCEPT_OUTBOX_PATTERN", ())
+        ),
     )

@@ -205,7 +205,10 @@ def dead_letter_from_message(service: ConsumerService, message: amqp.Message) ->
         reason, attempts, dead_at = _broker_death(service, headers, retries)
     return DeadLetter(
         service=service.name,
-        event_id=_uuid(headers.get("ce-id") or properties.get("message_id")),
+        # django-outbox-pattern's messages carry their id in a header of their own.
+        event_id=_uuid(
+            headers.get("ce-id") or properties.get("message_id") or headers.get("dop-msg-id")
+        ),
         event_type=str(headers.get("ce-type") or properties.get("type") or "")[:200],
         version=_int(headers.get("ce-dataversion"), None),
         source=str(headers.get("ce-source") or "")[:200],

@@ -137,6 +137,11 @@ class Dispatcher:
 
     def _resolve(self, event: ReceivedEvent) -> Handler:
         """The handler for the event, after validating its payload against the registry schema."""
+        if event.outbox_pattern and self.service.name not in self.settings.accept_outbox_pattern:
+            raise PermanentError(
+                f"a django-outbox-pattern message (dop-msg-id {event.id}): {self.service.name} "
+                "does not accept them (OUTBOX_CONSUMER_ACCEPT_OUTBOX_PATTERN)"
+            )
         handler = self.service.handler_for(event.type, event.version)
         if handler is None:
             versions = [v for t, v in self.service.handled_types() if t == event.type]

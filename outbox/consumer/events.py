@@ -9,9 +9,10 @@ will ever make it readable, so :class:`InvalidEnvelope` sends it straight to the
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from outbox import outbox_pattern as dop
 from outbox.exceptions import PermanentError
 
 # Envelope attributes without which a delivery cannot be handled (CloudEvents' own required
@@ -60,6 +61,9 @@ class ReceivedEvent:
     # to apply the event again although it already handled it (``replay_events --reprocess``).
     replay_run: str | None = None
     reprocess: bool = False
+    # Sent by django-outbox-pattern's publisher, not by our relay: no envelope, no signature
+    # (accepted only by services that opted in, see docs/migrating-from-django-outbox-pattern.md).
+    outbox_pattern: bool = False
 
     @property
     def aggregate_type(self) -> str:
@@ -71,8 +75,12 @@ def parse_event(body: bytes | str, properties: dict[str, Any]) -> ReceivedEvent:
     """Read an AMQP delivery (body + properties) into a :class:`ReceivedEvent`.
 
     Raises :class:`InvalidEnvelope` with a reason an operator can act on. The payload is *not*
-    schema-validated here: that needs the registry and happens in the dispatcher.
+    schema-validated here: that needs the registry and happens in the dispatcher. A message of
+    django-outbox-pattern (no content type, ``dop-*`` headers) is read by
+    :func:`parse_outbox_pattern_event`.
     """
+    if dop.is_outbox_pattern_message(properties):
+        return parse_outbox_pattern_event(body, properties)
     headers = dict(properties.get("application_headers") or {})
     missing = [name for name in REQUIRED_HEADERS if _blank(headers.get(name))]
     if missing:
@@ -96,6 +104,46 @@ def parse_event(body: bytes | str, properties: dict[str, Any]) -> ReceivedEvent:
         # Only meaningful for a replay that names its run: the run id is part of the inbox key.
         reprocess=bool(replay_run) and _truthy(headers.get(REPROCESS_HEADER)),
     )
+
+
+def parse_outbox_pattern_event(body: bytes | str, properties: dict[str, Any]) -> ReceivedEvent:
+    """Read a message django-outbox-pattern sent over STOMP (see :mod:`outbox.outbox_pattern`).
+
+    The event id is its ``dop-msg-id`` — the id ``import_outbox_pattern`` gives the same event in
+    our outbox, so the inbox applies the event once whichever side delivers it first. Without a
+    UUID there, or without a destination naming a registered event type, the message is an
+    :class:`InvalidEnvelope`: dead-lettered with the reason, never applied blindly.
+    """
+    headers = dict(properties.get("application_headers") or {})
+    try:
+        event_id = dop.message_id(headers)
+        destination = dop.parse_destination(str(headers.get(dop.DESTINATION_HEADER) or ""))
+        event_type = dop.event_type_for(destination.routing_key)
+    except dop.Unmappable as exc:
+        raise InvalidEnvelope(f"django-outbox-pattern message: {exc}") from exc
+    return ReceivedEvent(
+        id=event_id,
+        type=event_type.type,
+        version=event_type.version,
+        source=event_type.source or dop.SOURCE,
+        # No order on its side: each event is its own aggregate, as import_outbox_pattern does.
+        subject=str(event_id),
+        sequence=None,
+        time=_sent_time(headers.get(dop.SENT_TIME_HEADER)),
+        correlation_id=dop.correlation_id(headers, event_id),
+        causation_id=None,
+        payload=decode_payload(body),
+        headers=headers,
+        outbox_pattern=True,
+    )
+
+
+def _sent_time(value: Any) -> datetime:
+    """Its ``dop-msg-sent-time`` (when the row was saved), else now: informative only."""
+    try:
+        return _time(value)
+    except InvalidEnvelope:
+        return datetime.now(UTC)
 
 
 def decode_payload(body: bytes | str) -> dict[str, Any]:

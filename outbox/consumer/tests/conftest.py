@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 import amqp
 import pytest
 
+# Its table and processes (django-outbox-pattern), for the migration tests.
+from outbox.consumer.tests.outbox_pattern_peer import outbox_pattern  # noqa: F401
 from outbox.consumer.tests.support import TestBed, broker_connection, declare_test_bed, unique
 from outbox.consumer.topology import declare_service
 from outbox.consumer.worker import StandaloneWorker

@@ -2,10 +2,12 @@
 
     python -m outbox.consumer.tests.process command <service> <exchange> [consume_events args]
     python -m outbox.consumer.tests.process celery <service> <exchange>
+    python -m outbox.consumer.tests.process import_outbox_pattern <service> <exchange> [args]
 
 The service is declared here (not in an app's ``ready()``), then the real entry point runs:
 ``call_command("consume_events", ...)`` — exactly what ``manage.py consume_events`` runs — or
-Celery's ``worker_main`` with ``--consume-service``.
+Celery's ``worker_main`` with ``--consume-service``, or ``import_outbox_pattern`` (which needs
+the bed's event types registered to map django-outbox-pattern's rows).
 """
 
 import os
@@ -40,6 +42,8 @@ def main(argv: list[str]) -> None:
         bed.behaviour = bug_while_file_exists(Path(os.environ[BUG_FLAG_ENV]))
     if mode == "command":
         call_command("consume_events", "--service", name, *rest)
+    elif mode == "import_outbox_pattern":
+        call_command("import_outbox_pattern", *rest)
     else:
         from fitness.celery import app
 
