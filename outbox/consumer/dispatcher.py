@@ -113,6 +113,7 @@ class Dispatcher:
         retries = _retry_count(message.headers)
         try:
             event = parse_event(message.body, message.properties)
+            self._admit_outbox_pattern(event)
             handler = self._resolve(event)
         except PermanentError as exc:
             return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
@@ -135,13 +136,20 @@ class Dispatcher:
             time.sleep(self.settings.pause_before_ack)
         return Decision.ACK
 
-    def _resolve(self, event: ReceivedEvent) -> Handler:
-        """The handler for the event, after validating its payload against the registry schema."""
+    def _admit_outbox_pattern(self, event: ReceivedEvent) -> None:
+        """Refuse django-outbox-pattern's messages unless this service opted in.
+
+        They carry no envelope and no signature: accepting them is an explicit, per-service
+        decision for a switch-over window (docs/migrating-from-django-outbox-pattern.md).
+        """
         if event.outbox_pattern and self.service.name not in self.settings.accept_outbox_pattern:
             raise PermanentError(
                 f"a django-outbox-pattern message (dop-msg-id {event.id}): {self.service.name} "
                 "does not accept them (OUTBOX_CONSUMER_ACCEPT_OUTBOX_PATTERN)"
             )
+
+    def _resolve(self, event: ReceivedEvent) -> Handler:
+        """The handler for the event, after validating its payload against the registry schema."""
         handler = self.service.handler_for(event.type, event.version)
         if handler is None:
             versions = [v for t, v in self.service.handled_types() if t == event.type]
