@@ -23,7 +23,7 @@ from django.db import connections, transaction
 
 from outbox import outbox_pattern as dop
 from outbox.exceptions import InvalidPayload, OutboxError
-from outbox.recording import RESERVED_HEADER_PREFIX, record_event, validate_payload
+from outbox.recording import RESERVED_HEADER_PREFIXES, record_event, validate_payload
 from outbox.registry import EventType
 
 EXAMPLES_PER_REASON = 3
@@ -175,7 +175,8 @@ def _amqp_headers(headers: dict[str, Any]) -> dict[str, str | int | bool]:
     """
     cleaned: dict[str, str | int | bool] = {}
     for key, value in headers.items():
-        if str(key).lower().startswith(RESERVED_HEADER_PREFIX) or value is None:
+        # Never shadow our envelope (or whatever else record_event reserves).
+        if str(key).lower().startswith(RESERVED_HEADER_PREFIXES) or value is None:
             continue
         if isinstance(value, str | int | bool):
             cleaned[str(key)] = value

@@ -16,7 +16,7 @@ from outbox.partitioning import partition_for
 from outbox.registry import EventType, get_validator
 
 # Envelope attributes travel as `ce-*` headers; callers must not smuggle their own in.
-RESERVED_HEADER_PREFIX = "ce-"
+RESERVED_HEADER_PREFIXES = ("ce-",)
 
 NEXT_SEQUENCE_SQL = """
 INSERT INTO outbox_aggregate_sequence (aggregate_type, aggregate_id, last_sequence)
@@ -107,12 +107,13 @@ def validate_payload(event_type: EventType, payload: Any) -> None:
 def _clean_headers(event_type: EventType, headers: dict) -> dict:
     """Check extra headers are AMQP-friendly scalars and do not shadow the envelope."""
     for key, value in headers.items():
-        if not isinstance(key, str) or key.lower().startswith(RESERVED_HEADER_PREFIX):
+        if not isinstance(key, str) or key.lower().startswith(RESERVED_HEADER_PREFIXES):
             raise InvalidPayload(
                 event_type.type,
                 event_type.version,
                 f"headers[{key!r}]",
-                f"header names must be strings not starting with {RESERVED_HEADER_PREFIX!r}",
+                "header names must be strings not starting with "
+                + " or ".join(repr(prefix) for prefix in RESERVED_HEADER_PREFIXES),
             )
         if not isinstance(value, str | int | bool):
             raise InvalidPayload(
