@@ -17,6 +17,12 @@ from consumers.notifications.models import Notification, Recipient
 from outbox.exceptions import RetryLater
 
 DATABASE = "notifications"
+ORDER_CANCELLED = "orders.order.cancelled"
+# Mails that would tell the customer of a cancelled order that it is coming. Shipping dispatches
+# no cancelled order; a parcel that had left before the cancellation is an operator's matter
+# (docs/consumers.md), and a "your order is on its way" after "your order was cancelled" would
+# only confuse the customer.
+NOT_AFTER_CANCELLATION = frozenset({"shipping.shipment.dispatched", "shipping.shipment.delivered"})
 
 
 def recipient_remember(*, order_id: int, email: str, name: str) -> Recipient:
@@ -38,9 +44,17 @@ def _address(order_id: int, payload: dict[str, Any]) -> str:
     return recipient.email
 
 
+def _cancellation_sent(order_id: int) -> bool:
+    notifications = Notification.objects.using(DATABASE)
+    return notifications.filter(order_id=order_id, kind=ORDER_CANCELLED).exists()
+
+
 def notification_send(*, event_type: str, event_id: str, payload: dict[str, Any]) -> bool:
-    """E-mail the customer about one step of their order; ``False`` if it was already sent."""
+    """E-mail the customer about one step of their order; ``False`` if it was already sent, or
+    if it is a shipping mail for an order whose cancellation the customer was told about."""
     order_id = payload["order_id"]
+    if event_type in NOT_AFTER_CANCELLATION and _cancellation_sent(order_id):
+        return False
     recipient = _address(order_id, payload)
     subject, body = message_for(event_type, payload)
     try:

@@ -1,4 +1,4 @@
-"""The shipping service's own table: one shipment per paid order."""
+"""The shipping service's own tables: one shipment per paid order, and the cancelled orders."""
 
 from django.db import models
 
@@ -33,3 +33,24 @@ class Shipment(models.Model):
 
     def __str__(self) -> str:
         return f"Shipment {self.tracking_number} ({self.status}) for order {self.order_id}"
+
+
+class CancelledOrder(models.Model):
+    """An order the shop cancelled (``orders.order.cancelled``): it is never dispatched.
+
+    The cancellation and the payment's authorization come from different producers and may
+    reach shipping in either order, so the cancellation is remembered. When the parcel had
+    already left, it stays with the carrier and ``parcel_already_dispatched`` flags the order
+    for an operator, who arranges its return (docs/consumers.md, "Shipping and cancellations").
+    """
+
+    order_id = models.BigIntegerField(unique=True)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    parcel_already_dispatched = models.BooleanField(default=False)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"Order {self.order_id} cancelled"

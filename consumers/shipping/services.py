@@ -5,22 +5,44 @@ have passed. With a delay of 0 (the tests) it is delivered in the same transacti
 dispatch; otherwise ``python manage.py deliver_shipments --loop`` (a small clock process in the
 Procfile) delivers what is due. The due time is a column, not a broker timer, so nothing waits
 in a queue (ETA tasks block quorum-queue workers) and a crash loses no delivery.
+
+A cancelled order is never dispatched: ``orders.order.cancelled`` is remembered
+(:class:`CancelledOrder`) whether it arrives before or after the payment's authorization.
 """
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from consumers.shipping.events import SHIPMENT_DELIVERED, SHIPMENT_DISPATCHED
-from consumers.shipping.models import Shipment
+from consumers.shipping.models import CancelledOrder, Shipment
 from outbox.recording import record_event
+
+logger = logging.getLogger(__name__)
 
 DATABASE = "shipping"
 CARRIERS = {"standard": "USPS", "express": "UPS"}
+# Advisory locks in the two-key form (classid, objid); classid marks them as shipping's ("sh").
+ORDER_LOCK_NAMESPACE = 0x7368
+
+
+def _lock_order(order_id: int) -> None:
+    """Serialise shipping's handlers of one order until the transaction ends.
+
+    The authorization and the cancellation have different producers, so the framework's
+    per-aggregate lock (per producer) does not serialise them: two workers could each miss the
+    other's uncommitted row and dispatch a cancelled order. A transaction-scoped advisory lock
+    on the order closes that gap (a hash collision only makes two orders wait for each other).
+    """
+    with connections[DATABASE].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ORDER_LOCK_NAMESPACE, str(order_id)]
+        )
 
 
 def _delivery_delay() -> timedelta:
@@ -40,8 +62,13 @@ def shipment_dispatch(
     *, payment: dict[str, Any], correlation_id: str, causation_id: str
 ) -> Shipment | None:
     """Ship a paid order (the ``payments.payment.authorized`` payload); ``None`` if already
-    shipped. With no delivery delay the parcel is delivered at once."""
+    shipped or if the order was cancelled. With no delivery delay the parcel is delivered at once.
+    Runs inside the consumer's transaction."""
     order_id = payment["order_id"]
+    _lock_order(order_id)
+    if CancelledOrder.objects.using(DATABASE).filter(order_id=order_id).exists():
+        logger.info("shipping: order %s was cancelled; not dispatched", order_id)
+        return None
     if Shipment.objects.using(DATABASE).filter(order_id=order_id).exists():
         return None
     now = timezone.now()
@@ -68,6 +95,28 @@ def shipment_dispatch(
     if _delivery_delay() <= timedelta(0):
         _deliver(shipment, causation_id=causation_id)
     return shipment
+
+
+def cancellation_record(*, order_id: int, reason: str) -> CancelledOrder:
+    """Remember that an order was cancelled (``orders.order.cancelled``) so it is never
+    dispatched. Runs inside the consumer's transaction, with the inbox entry.
+
+    A parcel that already left stays with the carrier (we cannot call it back): the order is
+    flagged ``parcel_already_dispatched`` and logged, for an operator to arrange its return.
+    """
+    _lock_order(order_id)
+    dispatched = Shipment.objects.using(DATABASE).filter(order_id=order_id).exists()
+    cancellation, created = CancelledOrder.objects.using(DATABASE).get_or_create(
+        order_id=order_id,
+        defaults={"reason": reason[:255], "parcel_already_dispatched": dispatched},
+    )
+    if created and dispatched:
+        logger.warning(
+            "shipping: order %s was cancelled after its parcel was dispatched; "
+            "an operator must arrange its return",
+            order_id,
+        )
+    return cancellation
 
 
 def _deliver(shipment: Shipment, *, causation_id: str) -> None:

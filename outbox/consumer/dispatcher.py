@@ -136,6 +136,13 @@ class Dispatcher:
             time.sleep(self.settings.pause_before_ack)
         return Decision.ACK
 
+    def apply(self, event: ReceivedEvent) -> bool:
+        """Validate and handle an already parsed event in this process, without a broker: the
+        handling path of a delivery (schema, inbox, handler, one transaction) minus the ack and
+        the retry/dead copies — errors propagate. False for a duplicate. For tests and tools."""
+        handler = self._resolve(event)
+        return self._apply(event, handler, attempts=1, received_at=datetime.now(UTC))
+
     def _admit_outbox_pattern(self, event: ReceivedEvent) -> None:
         """Refuse django-outbox-pattern's messages unless this service opted in.
 

@@ -6,8 +6,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,10 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.carts.services import cart_add_item
 from apps.catalog.models import Product
-from apps.orders.models import Order, OrderStatus
-from apps.orders.services import CardInput, ShippingAddress, order_cancel, order_place
+from apps.orders.models import OrderStatus
+from apps.orders.services import order_cancel
 from consumers.notifications.models import Notification
 from consumers.payments.events import PAYMENT_AUTHORIZED
 from consumers.payments.models import Payment
@@ -28,44 +25,20 @@ from outbox.consumer.models import InboxEntry
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
 from outbox.tests.helpers import BASE_DIR, database_url, wait_for
-from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
+from tests.factories import DECLINED_CARD, GOOD_CARD
+from tests.saga.support import mails, order_status, place_order, timeline, wait_status
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-def _place_order(card: dict, *, quantity: int = 2) -> Order:
-    customer = make_customer()
-    product = make_product(price=Decimal("62.50"), stock=10)
-    cart_add_item(customer=customer, product_id=product.pk, quantity=quantity)
-    return order_place(
-        customer=customer,
-        address=ShippingAddress(**ADDRESS),
-        delivery="standard",
-        card=CardInput(**card),
-    )
-
-
-def _status(order: Order) -> str:
-    return Order.objects.get(pk=order.pk).status
-
-
-def _wait_status(order: Order, status: str, timeout: float = 30.0) -> None:
-    wait_for(lambda: _status(order) == status, timeout, f"order {order.pk} to be {status}")
-
-
-def _mails(mail_dir: Path) -> str:
-    return "\n".join(path.read_text() for path in mail_dir.iterdir())
 
 
 def test_an_order_with_a_good_card_goes_all_the_way_to_delivered(start_saga, mail_dir):
     # given the relay and every service running
     start_saga()
     # when a customer checks out with a good card
-    order = _place_order(GOOD_CARD)
+    order = place_order(GOOD_CARD)
     # then the order moves by itself to delivered
-    _wait_status(order, OrderStatus.DELIVERED)
-    kinds = list(Order.objects.get(pk=order.pk).timeline.values_list("kind", flat=True))
-    assert kinds == [
+    wait_status(order, OrderStatus.DELIVERED)
+    assert timeline(order) == [
         "orders.order.placed",
         "payments.payment.authorized",
         "shipping.shipment.dispatched",
@@ -78,21 +51,21 @@ def test_an_order_with_a_good_card_goes_all_the_way_to_delivered(start_saga, mai
     assert (shipment.status, shipment.carrier) == (Shipment.Status.DELIVERED, "USPS")
     # and the customer got one e-mail per step, written from the events alone
     wait_for(lambda: Notification.objects.filter(order_id=order.pk).count() == 4, 15, "4 mails")
-    mails = _mails(mail_dir)
-    assert f"Your ACME Fitness order #{order.pk}" in mails
-    assert str(shipment.tracking_number) in mails
-    assert "4222222222222" not in mails
+    written = mails(mail_dir)
+    assert f"Your ACME Fitness order #{order.pk}" in written
+    assert str(shipment.tracking_number) in written
+    assert "4222222222222" not in written
 
 
 def test_a_declined_card_fails_the_order_and_puts_the_stock_back(start_saga):
     # given the relay and every service running
     start_saga()
     # when a customer checks out with the issuer-declined test card
-    order = _place_order(DECLINED_CARD, quantity=3)
+    order = place_order(DECLINED_CARD, quantity=3)
     product_id = order.lines.get().product_id
     assert Product.objects.get(pk=product_id).stock == 7
     # then payment fails, the stock is released and nothing ships
-    _wait_status(order, OrderStatus.PAYMENT_FAILED)
+    wait_status(order, OrderStatus.PAYMENT_FAILED)
     assert Product.objects.get(pk=product_id).stock == 10
     assert Payment.objects.get(order_id=order.pk).decline_reason == "card_declined"
     assert not Shipment.objects.filter(order_id=order.pk).exists()
@@ -101,8 +74,8 @@ def test_a_declined_card_fails_the_order_and_puts_the_stock_back(start_saga):
 def test_cancelling_a_paid_order_refunds_it(start_saga):
     # given payments and the monolith's handlers running, shipping not (the order stays paid)
     start_saga("payments", "orders")
-    order = _place_order(GOOD_CARD)
-    _wait_status(order, OrderStatus.PAID)
+    order = place_order(GOOD_CARD)
+    wait_status(order, OrderStatus.PAID)
     # when the customer cancels it
     order_cancel(customer=order.customer, order_id=order.pk)
     # then the payments service refunds it and the order's timeline says so
@@ -114,14 +87,14 @@ def test_cancelling_a_paid_order_refunds_it(start_saga):
     wait_for(
         lambda: order.timeline.filter(kind="payments.payment.refunded").exists(), 20, "timeline"
     )
-    assert _status(order) == OrderStatus.CANCELLED
+    assert order_status(order) == OrderStatus.CANCELLED
 
 
 def test_an_event_published_twice_has_one_effect(start_saga):
     # given an order that went all the way through
     processes = start_saga()
-    order = _place_order(GOOD_CARD)
-    _wait_status(order, OrderStatus.DELIVERED)
+    order = place_order(GOOD_CARD)
+    wait_status(order, OrderStatus.DELIVERED)
     # when the relay publishes its placed event again (same message id), as after a crash
     placed = OutboxMessage.objects.get(type="orders.order.placed", aggregate_id=str(order.pk))
     OutboxMessage.objects.filter(pk=placed.pk).update(published_at=None)
@@ -139,7 +112,7 @@ def test_an_event_published_twice_has_one_effect(start_saga):
 def test_events_of_one_order_arriving_out_of_order_end_in_the_in_order_state(start_saga):
     # given only the monolith's handlers running, and an order waiting for its payment
     start_saga("orders")
-    order = _place_order(GOOD_CARD)
+    order = place_order(GOOD_CARD)
     order_id, now = order.pk, timezone.now().isoformat()
     shipped = {
         "order_id": order_id,
@@ -167,9 +140,8 @@ def test_events_of_one_order_arriving_out_of_order_end_in_the_in_order_state(sta
             },
         )
     # then each early event waits for its predecessor and the order ends as if they were in order
-    _wait_status(order, OrderStatus.DELIVERED)
-    kinds = list(Order.objects.get(pk=order_id).timeline.values_list("kind", flat=True))
-    assert kinds == [
+    wait_status(order, OrderStatus.DELIVERED)
+    assert timeline(order) == [
         "orders.order.placed",
         "payments.payment.authorized",
         "shipping.shipment.dispatched",
@@ -205,9 +177,9 @@ def test_payments_can_run_on_a_database_of_its_own(start_saga, payments_database
     # given every service running, payments with its own database and a relay for its outbox
     start_saga(relay_databases=("default", "payments"), PAYMENTS_DATABASE_URL=payments_database)
     # when an order is placed
-    order = _place_order(GOOD_CARD)
+    order = place_order(GOOD_CARD)
     # then the saga completes, and the payment lives in the payments database only
-    _wait_status(order, OrderStatus.DELIVERED)
+    wait_status(order, OrderStatus.DELIVERED)
     with psycopg.connect(payments_database) as own:
         rows = own.execute("SELECT order_id, status FROM payments_payment").fetchall()
         published = own.execute(
@@ -221,7 +193,7 @@ def test_payments_can_run_on_a_database_of_its_own(start_saga, payments_database
 def test_a_payments_worker_killed_between_commit_and_ack_charges_once(start_saga):
     # given a payments worker that pauses after its commit and before its ack (test-only hook)
     _relay, paused = start_saga("payments", OUTBOX_TEST_PAUSE_BEFORE_ACK="30")
-    order = _place_order(GOOD_CARD)
+    order = place_order(GOOD_CARD)
     wait_for(lambda: "pausing before ack" in paused.log, 20, "the commit before the ack")
     assert Payment.objects.filter(order_id=order.pk).count() == 1
     # when it is killed right there, and a normal worker takes over
