@@ -38,7 +38,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from operator import or_
@@ -57,6 +57,7 @@ from outbox.consumer.service import ConsumerService
 from outbox.exceptions import OutboxError
 from outbox.models import OutboxMessage, ReplayRun
 from outbox.publisher import Publisher
+from outbox.retention import inbox_memory_start
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ def replay_events(
     new_run: bool = False,
     progress: Progress | None = None,
     collect_ids: bool = False,
+    inbox_wiped: bool = False,
 ) -> ReplayResult:
     """Replay the retained events matching ``filters`` to ``service``'s queue only.
 
@@ -241,6 +243,12 @@ def replay_events(
     leaving the run unfinished (a canary, or a throttled replay in slices). ``collect_ids``
     lists the sent event ids in the result (to wait for the service to handle them).
 
+    Without ``reprocess``, only events the service's inbox still remembers are sent (see
+    :func:`outbox.retention.inbox_memory_start`): no ``since`` means "from that moment on", an
+    earlier ``since`` is refused — those events might be applied twice. ``inbox_wiped`` lifts
+    the limit for a caller that deleted the service's inbox rows itself (a rebuild: everything
+    is new to the service then).
+
     Raises :class:`ReplayError` when the run cannot start or the broker fails mid-way (the run
     stays unfinished and resumable).
     """
@@ -249,6 +257,8 @@ def replay_events(
     if not service.handled_types():
         raise ReplayError(f"service {service.name!r} has no handlers: nothing to replay")
     raw_filters = raw_filters if raw_filters is not None else _raw(filters)
+    if not (reprocess or inbox_wiped):
+        filters = within_inbox_memory(filters, service=service)
     databases = databases or outbox_databases()
     if dry_run:
         plan = _Plan(service, filters, timezone.now(), databases, {})
@@ -262,6 +272,8 @@ def replay_events(
         resume=resume,
         new_run=new_run,
     )
+    if resumed and not (run.reprocess or inbox_wiped):
+        _check_still_remembered(run)
     with _run_lock(run):
         result = _send(
             run,
@@ -273,6 +285,38 @@ def replay_events(
             collect_ids=collect_ids,
         )
     return result
+
+
+def within_inbox_memory(filters: ReplayFilters, *, service: ConsumerService) -> ReplayFilters:
+    """``filters`` limited to the events ``service``'s inbox still remembers (no ``since``: from
+    then on); :class:`ReplayError` for a ``since`` before that."""
+    start = inbox_memory_start()
+    if filters.since is None:
+        return replace(filters, since=start)
+    if filters.since < start:
+        since = filters.since.astimezone(UTC)
+        raise ReplayError(
+            f"--since {since:%Y-%m-%d %H:%M:%S} UTC is older than what the inbox of "
+            f"{service.name} surely remembers (events since {start:%Y-%m-%d %H:%M:%S} UTC: "
+            "OUTBOX_INBOX_RETENTION_DAYS less a day's margin): it may have forgotten applying "
+            "older events and would apply them again. Nothing was sent. Replay from "
+            f"{start:%Y-%m-%dT%H:%M:%S}Z or later, or pass --reprocess to apply every selected "
+            "event again on purpose."
+        )
+    return filters
+
+
+def _check_still_remembered(run: ReplayRun) -> None:
+    """Refuse to resume a run whose first events the inbox may have forgotten since it started
+    (no margin here: the run's ``since`` already had one when it was chosen)."""
+    forgotten_before = inbox_memory_start(margin=timedelta(0))
+    if run.since is None or run.since < forgotten_before:
+        since = f"{run.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if run.since else "the start"
+        raise ReplayError(
+            f"run {run.pk} replays events from {since} on, which the inbox of {run.service} may "
+            "have forgotten by now: resuming it could apply them twice. Nothing was sent. Start "
+            "a new run (--new-run), or pass --reprocess to apply the events again on purpose."
+        )
 
 
 def _raw(filters: ReplayFilters) -> dict[str, Any]:

@@ -20,10 +20,11 @@ Settings (days, fractions allowed):
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 DEFAULT_RETENTION_DAYS = 30.0
 # Default extra time the inbox keeps entries beyond the replay window.
@@ -97,3 +98,18 @@ def get_retention() -> Retention:
         batch_size=_positive_int("OUTBOX_PRUNE_BATCH_SIZE", DEFAULT_PRUNE_BATCH_SIZE),
         max_batches=_positive_int("OUTBOX_PRUNE_MAX_BATCHES", DEFAULT_PRUNE_MAX_BATCHES),
     )
+
+
+def inbox_memory_start(
+    *, now: datetime | None = None, margin: timedelta = timedelta(days=MIN_INBOX_MARGIN_DAYS)
+) -> datetime:
+    """The oldest event time whose handling every inbox surely still remembers.
+
+    ``prune_events`` deletes inbox entries *handled* more than ``inbox`` ago, and an event is
+    handled after it occurred, so an event that occurred since ``now - inbox`` is still in every
+    inbox that applied it. ``margin`` (a day) less again covers clock skew between the
+    producer's and the consumer's databases and a prune run of the same hour. Older events may
+    be forgotten: a plain replay could apply them a second time (``replay_events`` refuses them,
+    see docs/replay.md).
+    """
+    return (now or timezone.now()) - get_retention().inbox + margin

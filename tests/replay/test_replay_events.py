@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import amqp
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from outbox.consumer.topology import declare_service
 from outbox.models import OutboxMessage, ReplayRun
 from outbox.recording import record_event
 from outbox.replay import ReplayError, ReplayFilters, TextProgress, parse_moment, replay_events
+from outbox.retention import inbox_memory_start
 from outbox.tests.helpers import broker_connection, get_messages
 from outbox.wire import to_amqp
 from tests.replay.conftest import place_orders, queue_depth
@@ -108,7 +109,9 @@ def test_filters_by_time_type_aggregate_and_correlation():
     OutboxMessage.objects.filter(pk=rows[0].pk).update(occurred_at=long_ago)
 
     def count(**filters) -> int:
-        return replay_events(analytics, filters=ReplayFilters(**filters), dry_run=True).remaining
+        # reprocess: the filters alone (a plain replay stops at the inbox's memory, see below)
+        filters = ReplayFilters(**filters)
+        return replay_events(analytics, filters=filters, dry_run=True, reprocess=True).remaining
 
     assert count() == 6
     assert count(since=long_ago + timedelta(days=1)) == 5
@@ -119,6 +122,47 @@ def test_filters_by_time_type_aggregate_and_correlation():
     assert count(aggregates=(f"payment:{orders[1].pk}",)) == 0
     assert count(correlations=(str(orders[2].correlation_id),)) == 1
     assert not ReplayRun.objects.exists()  # a dry run records nothing
+
+
+def test_a_plain_replay_refuses_events_older_than_the_inbox_remembers(channel):
+    # given two events, one older than what the inbox surely remembers (the pruning lags behind)
+    place_orders(2, declined_every=None, cancelled_every=None)
+    old, recent = _publish_all()
+    start = inbox_memory_start()
+    OutboxMessage.objects.filter(pk=old.pk).update(occurred_at=start - timedelta(hours=1))
+    too_early = (start - timedelta(days=1)).isoformat()
+    # when an operator replays from before that moment, without --reprocess
+    with pytest.raises(CommandError, match="older than what the inbox of analytics") as refused:
+        call_command("replay_events", "--service", "analytics", "--since", too_early)
+    # then the command fails, and nothing was sent or recorded
+    assert refused.value.returncode == 1
+    assert "--reprocess" in str(refused.value)
+    assert queue_depth(analytics.queue_name) == 0
+    assert not ReplayRun.objects.exists()
+    # without --since it replays from that moment on, and says so: the old event stays out
+    notes = io.StringIO()
+    call_command("replay_events", "--service", "analytics", stdout=io.StringIO(), stderr=notes)
+    assert "no --since" in notes.getvalue()
+    sent = get_messages(channel, analytics.queue_name, 2, timeout=1)
+    assert [m.properties["message_id"] for m in sent] == [str(recent.event_id)]
+    # and with --reprocess the operator asks for every event again, on purpose
+    call_command("replay_events", "--service", "analytics", "--since", too_early, "--reprocess")
+    assert len(get_messages(channel, analytics.queue_name, 3, timeout=1)) == 2
+
+
+def test_a_run_is_not_resumed_once_the_inbox_may_have_forgotten_its_events(channel):
+    place_orders(2, declined_every=None, cancelled_every=None)
+    _publish_all()
+    first = replay_events(analytics, filters=ALL, raw_filters={"since": "7d"}, limit=1)
+    # when the unfinished run is resumed after the inbox pruned past its start
+    forgotten = inbox_memory_start(margin=timedelta(0)) - timedelta(minutes=1)
+    ReplayRun.objects.filter(pk=first.run_id).update(since=forgotten)
+    with pytest.raises(ReplayError, match="may have forgotten"):
+        replay_events(analytics, filters=ALL, raw_filters={"since": "7d"})
+    with pytest.raises(ReplayError, match="may have forgotten"):
+        replay_events(analytics, filters=ALL, resume=first.run_id)
+    # then nothing more was sent
+    assert len(get_messages(channel, analytics.queue_name, 2, timeout=1)) == 1
 
 
 def test_events_of_each_aggregate_go_out_in_their_original_order(channel):

@@ -18,6 +18,7 @@ from outbox.replay import (
     parse_moment,
     replay_events,
 )
+from outbox.retention import inbox_memory_start
 
 
 class Command(BaseCommand):
@@ -107,6 +108,12 @@ class Command(BaseCommand):
         for type_ in options["types"]:
             if type_ not in handled:
                 self.stderr.write(f"warning: {service.name} does not handle {type_}: skipped")
+        if not raw["since"] and not options["reprocess"] and not options["resume"]:
+            self.stderr.write(
+                f"note: no --since: replaying events since {inbox_memory_start():%Y-%m-%d %H:%M} "
+                f"UTC, what the inbox of {service.name} surely still remembers (older ones: "
+                "--reprocess)"
+            )
         progress = TextProgress(sys.stderr, f"replay -> {service.name}")
         try:
             filters = ReplayFilters(

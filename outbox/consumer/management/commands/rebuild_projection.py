@@ -53,6 +53,8 @@ class Command(BaseCommand):
                 filters=ReplayFilters(include_pending=True),
                 # A rebuild is always a run of its own (an interrupted one: rebuild again).
                 new_run=True,
+                # Its inbox rows were just deleted: every retained event is new to the service.
+                inbox_wiped=True,
                 batch_size=options["batch_size"],
                 progress=TextProgress(sys.stderr, f"replay -> {service.name}"),
                 collect_ids=options["wait"],
