@@ -7,6 +7,7 @@ Django example, so one environment variable (``CELERY_BROKER_URL``) points every
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from outbox.consumer.bootstep import install as install_consumer_step
 
@@ -19,6 +20,21 @@ app.autodiscover_tasks()
 # One worker per split-out service: `celery -A fitness worker --consume-service payments ...`
 # consumes `payments.events` in the worker's main process (see outbox/consumer/bootstep.py).
 install_consumer_step(app)
+
+
+@setup_logging.connect
+def use_django_logging(**kwargs: object) -> None:
+    """Keep Django's ``LOGGING`` (JSON or text, with event and trace fields) in the workers.
+
+    Connecting this signal tells Celery not to install its own handlers and format; Django has
+    already configured logging when the app loaded its settings. ``LOG_LEVEL`` sets the level.
+    """
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
 
 # Maintenance, on a schedule (`celery -A fitness beat`, the `beat:` line of the Procfile), run by
 # the `maintenance:` worker (`-Q celery-maintenance`) so it never waits behind a service's tasks.

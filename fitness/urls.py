@@ -1,13 +1,15 @@
-"""Top-level URL configuration: web UI, JSON API under /api/, the admin and /healthz."""
+"""Top-level URL configuration: web UI, JSON API under /api/, the admin, /healthz, /metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 from fitness.api import api
 from outbox.health import healthz
+from outbox.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("apps.accounts.urls")),

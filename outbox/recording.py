@@ -9,6 +9,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from jsonschema.exceptions import best_match
 
+from outbox import tracing
 from outbox.conf import get_settings
 from outbox.exceptions import InvalidPayload, NotInTransaction
 from outbox.models import OutboxMessage
@@ -45,7 +46,9 @@ def record_event(
     it after commit. Raises :class:`NotInTransaction` outside ``transaction.atomic()``,
     :class:`InvalidPayload` when the payload is not JSON or fails the type's schema, and
     :class:`UnknownEventType` when ``event_type`` is not registered. ``headers`` are extra AMQP
-    headers (strings, ints or booleans); a ``traceparent`` among them also becomes the CloudEvents
+    headers (strings, ints or booleans). Unless they bring their own ``traceparent``, the event
+    gets a child span of the current W3C trace (the web request's, the handled event's; a new
+    trace outside both): see ``outbox.tracing``. It is also sent as the CloudEvents
     ``traceparent`` extension.
 
     ``event_id`` and ``occurred_at`` default to a fresh uuid4 and now; an importer of events
@@ -60,6 +63,7 @@ def record_event(
     aggregate_id = str(aggregate_id)
     validate_payload(event_type, payload)
     extra_headers = _clean_headers(event_type, headers or {})
+    extra_headers.setdefault(tracing.HEADER, tracing.outgoing_traceparent())
     sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
     event_id = event_id or uuid.uuid4()
     return OutboxMessage.objects.using(using).create(

@@ -18,10 +18,12 @@ from types import FrameType
 from django.db import Error as DatabaseError
 from django.db import connections
 
+from outbox import metrics
 from outbox.broker import CONNECTION_ERRORS
 from outbox.claiming import claim_batch, mark_published, plan_waves, record_failures
 from outbox.conf import OutboxSettings, get_settings
 from outbox.leases import PartitionLeases
+from outbox.logs import event_context
 from outbox.models import OutboxMessage
 from outbox.publisher import Failure, Publisher
 from outbox.wakeup import Wakeup
@@ -75,6 +77,8 @@ class Relay:
         self._next_rebalance = 0.0
         self._tried: set[int] = set()
         self._test_pause = float(os.environ.get(TEST_PAUSE_ENV) or 0)
+        self._publish_seconds = metrics.RELAY_PUBLISH_SECONDS.labels(using)
+        self._leased_gauge = metrics.RELAY_LEASED_PARTITIONS.labels(using)
 
     def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """Ask the relay to stop after the current batch (also the SIGTERM/SIGINT handler)."""
@@ -149,7 +153,9 @@ class Relay:
             to_send = [m for m in wave if _aggregate(m) not in held_back]
             if not to_send:
                 continue
+            started = time.perf_counter()
             result = self.publisher.publish(to_send)
+            self._publish_seconds.observe(time.perf_counter() - started)
             published += result.published
             failures += result.failed
             held_back |= {_aggregate(f.message) for f in result.failed}
@@ -161,6 +167,7 @@ class Relay:
             logger.warning("%s: pausing %.1fs before marking", TEST_PAUSE_ENV, self._test_pause)
             time.sleep(self._test_pause)
         mark_published(published, using=self.using)
+        metrics.count_published(self.using, (message.type for message in published))
         self._record_failures(failures)
         self.published_total += len(published)
         self._log_batch(batch, published, failures)
@@ -175,25 +182,33 @@ class Relay:
             backoff_max=self.settings.backoff_max,
             using=self.using,
         )
-        errors = {f.message.id: f.error for f in failures}
+        by_row = {f.message.id: f for f in failures}
         for row_id, event_id, parked in outcomes:
+            failure = by_row[row_id]
+            event_type = failure.message.type
+            metrics.RELAY_FAILED.labels(self.using, event_type).inc()
             if parked:
-                logger.error("event %s parked: %s", event_id, errors[row_id])
-            else:
-                logger.warning("event %s not published, will retry: %s", event_id, errors[row_id])
+                metrics.RELAY_PARKED.labels(self.using, event_type).inc()
+            with _about(failure.message):
+                if parked:
+                    logger.error("event %s parked: %s", event_id, failure.error)
+                else:
+                    logger.warning("event %s not published, retrying: %s", event_id, failure.error)
 
     def _log_batch(
         self, batch: list[OutboxMessage], published: list[OutboxMessage], failures: list[Failure]
     ) -> None:
-        for message in published:
-            logger.debug(
-                "published event %s %s %s:%s#%d",
-                message.event_id,
-                message.type,
-                message.aggregate_type,
-                message.aggregate_id,
-                message.sequence,
-            )
+        if logger.isEnabledFor(logging.DEBUG):  # no per-row work on the hot path otherwise
+            for message in published:
+                with _about(message):
+                    logger.debug(
+                        "published event %s %s %s:%s#%d",
+                        message.event_id,
+                        message.type,
+                        message.aggregate_type,
+                        message.aggregate_id,
+                        message.sequence,
+                    )
         logger.info(
             "batch: %d claimed, %d published, %d failed, %d left for later (events %s..%s)",
             len(batch),
@@ -211,6 +226,7 @@ class Relay:
             after = self.leases.rebalance()
             if after != before:
                 logger.info("leased partitions: %s", _ranges(after) or "none")
+                self._leased_gauge.set(len(after))
             self._next_rebalance = now + self.settings.lease_interval
         return self.leases.held
 
@@ -221,6 +237,7 @@ class Relay:
         self.wakeup.close()
         # The partition locks died with the session (or will): forget them and re-lease.
         self.leases.held = []
+        self._leased_gauge.set(0)
         with contextlib.suppress(DatabaseError):
             connections[self.using].close()
 
@@ -237,7 +254,18 @@ class Relay:
             pass  # the session is gone, and its locks with it
         self.publisher.close()
         self.wakeup.close()
+        self._leased_gauge.set(0)
         logger.info("relay stopped, %d events published", self.published_total)
+
+
+def _about(message: OutboxMessage) -> contextlib.AbstractContextManager[None]:
+    """Log lines in the block are about this row (its producer is the service of the line)."""
+    return event_context(
+        event_id=message.event_id,
+        event_type=message.type,
+        correlation_id=message.correlation_id,
+        service=message.source,
+    )
 
 
 def _backoff(cap: float) -> Iterator[float]:

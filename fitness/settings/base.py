@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from outbox.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -58,14 +60,19 @@ LOCAL_APPS = [
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
+# Request metrics (django-prometheus): "Before" first and "After" last, so they time the whole
+# stack. TraceMiddleware: each request runs in a W3C trace span that its events carry on.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "outbox.middleware.TraceMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "fitness.urls"
@@ -165,13 +172,10 @@ OUTBOX_BROKER_URL = env("OUTBOX_BROKER_URL", CELERY_BROKER_URL)
 # Simulated carrier: a dispatched parcel is delivered this many seconds later (0 = at once).
 SHIPPING_DELIVERY_DELAY_SECONDS = float(env("SHIPPING_DELIVERY_DELAY_SECONDS", "0"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-}
+# One JSON object per line (event id, type, correlation id, service, trace id on every line about
+# an event; docs/operations.md), or LOG_FORMAT=text for people (the default of `make run`).
+LOG_FORMAT = env("LOG_FORMAT", "json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", "INFO"))
 
 # --- Outbox relay (see docs/outbox.md) ---------------------------------------------------------
 OUTBOX_PARTITIONS = int(env("OUTBOX_PARTITIONS", "16"))
@@ -185,6 +189,9 @@ OUTBOX_CONFIRM_TIMEOUT = float(env("OUTBOX_CONFIRM_TIMEOUT", "30"))
 OUTBOX_CONNECT_TIMEOUT = float(env("OUTBOX_CONNECT_TIMEOUT", "5"))
 OUTBOX_RECONNECT_MAX_DELAY = float(env("OUTBOX_RECONNECT_MAX_DELAY", "30"))
 OUTBOX_LEASE_INTERVAL = float(env("OUTBOX_LEASE_INTERVAL", "2"))
+# Whose outbox table GET /metrics reports (default: every alias with a database of its own).
+if env("OUTBOX_METRICS_DATABASES"):
+    OUTBOX_METRICS_DATABASES = env_list("OUTBOX_METRICS_DATABASES")
 
 # --- Retention, pruning and dead letters (see docs/dead-letters.md) ----------------------------
 # Published outbox rows are kept (and replayable) this long; the inbox keeps entries longer

@@ -2,8 +2,12 @@
 
 from fitness.settings.base import *  # noqa: F403
 from fitness.settings.base import BASE_DIR, MIDDLEWARE, env, env_bool
+from outbox.logs import logging_config
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
+# `make run` prints lines for people; LOG_FORMAT=json for what production prints.
+LOG_FORMAT = env("LOG_FORMAT", "text")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", "INFO"))
 # The notifications service's e-mails land as files in var/mail/ (one per message).
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = env("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))

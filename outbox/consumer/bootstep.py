@@ -21,11 +21,30 @@ from celery import Celery, bootsteps
 class ServiceConsumerStep(bootsteps.ConsumerStep):
     """Consumes ``<service>.events`` through the shared dispatcher (see outbox.consumer.worker)."""
 
-    def __init__(self, parent: Any, consume_service: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        parent: Any,
+        consume_service: str | None = None,
+        metrics_port: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.service_name = consume_service
         self.enabled = bool(consume_service)
+        self.metrics_port = metrics_port
+        self.metrics_served = False
         self.dispatcher: Any = None
         super().__init__(parent, **kwargs)
+
+    def start(self, c: Any) -> None:
+        # The main process runs the dispatcher, so it serves the metrics (not the pool's
+        # children). Once: start() runs again after every broker reconnect.
+        from outbox import metrics
+
+        port = metrics.port_from(self.metrics_port)
+        if port is not None and not self.metrics_served:
+            metrics.serve(port)
+            self.metrics_served = True
+        super().start(c)
 
     def get_consumers(self, channel: Any) -> list[Any]:
         # Imported here: Django is set up by the time the worker's consumer starts.
@@ -52,6 +71,14 @@ def install(app: Celery) -> None:
             ["--consume-service"],
             default=None,
             help="Consume this outbox consumer service's queue (<name>.events) in this worker.",
+        )
+    )
+    app.user_options["worker"].add(
+        click.Option(
+            ["--metrics-port"],
+            default=None,
+            help="With --consume-service: serve Prometheus metrics on this port, path /metrics "
+            "(env OUTBOX_METRICS_PORT).",
         )
     )
     app.steps["consumer"].add(ServiceConsumerStep)

@@ -38,6 +38,7 @@ from django.db import (
 from jsonschema.exceptions import best_match
 from kombu.message import Message
 
+from outbox import logs, metrics, tracing
 from outbox.consumer.conf import get_consumer_settings
 from outbox.consumer.events import ReceivedEvent, parse_event
 from outbox.consumer.inbox import inbox_insert, inbox_mark_handled, sequence_advance
@@ -49,6 +50,8 @@ from outbox.registry import get_event_type, get_validator
 logger = logging.getLogger(__name__)
 
 RETRY_COUNT_HEADER = "x-retry-count"
+# ``stats`` keys that the Prometheus counter spells out (outbox_consumer_events{outcome=...}).
+_METRIC_OUTCOMES = {"dead": "dead_lettered"}
 # Headers the broker adds when it dead-letters (here: when a retry copy expires). A retry copy is
 # a fresh publish; dropping them keeps its headers from growing. Dead copies keep everything.
 _BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
@@ -95,7 +98,7 @@ class Dispatcher:
         except Exception:
             # A bug in the framework itself (handlers' errors are caught inside dispatch).
             logger.exception("consumer %s: unexpected failure; requeueing", self.service.name)
-            self.stats["requeued"] += 1
+            self._count("requeued", self._wire_type(message))
             time.sleep(REQUEUE_PAUSE_SECONDS)
             decision = Decision.REQUEUE
         if decision is Decision.ACK:
@@ -108,7 +111,24 @@ class Dispatcher:
         self.publisher.close()
 
     def dispatch(self, message: Message) -> Decision:
-        """Handle one delivery and return what to do with it (does not ack by itself)."""
+        """Handle one delivery and return what to do with it (does not ack by itself).
+
+        The handling runs in a child span of the event's ``traceparent`` (events the handler
+        records continue the trace) and every line logged meanwhile names the event.
+        """
+        headers = message.headers or {}
+        with (
+            tracing.span(tracing.from_headers(headers)),
+            logs.event_context(
+                event_id=message.properties.get("message_id") or headers.get("ce-id") or "",
+                event_type=str(headers.get("ce-type") or ""),
+                correlation_id=str(headers.get("ce-correlationid") or ""),
+                service=self.service.name,
+            ),
+        ):
+            return self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> Decision:
         received_at = datetime.now(UTC)
         retries = _retry_count(message.headers)
         try:
@@ -117,19 +137,23 @@ class Dispatcher:
             handler = self._resolve(event)
         except PermanentError as exc:
             return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
+        started = time.perf_counter()
         try:
             handled = self._apply(event, handler, attempts=retries + 1, received_at=received_at)
         except PermanentError as exc:
+            self._observe_handling(event, started)
             return self._dead(message, reason=str(exc), attempts=retries + 1, event=event)
         except Exception as exc:
+            self._observe_handling(event, started)
             return self._retry(message, event, exc, retries=retries)
         # Replayed deliveries name their run in the logs (docs/replay.md).
         replay = {"replay": event.replay_run or "yes"} if event.replay else {}
         if not handled:
-            self.stats["duplicate"] += 1
+            self._count("duplicate", event.type)
             self._log(logging.INFO, "duplicate ignored", event, **replay)
             return Decision.ACK
-        self.stats["handled"] += 1
+        self._observe_handling(event, started)
+        self._count("handled", event.type)
         self._log(logging.INFO, "handled", event, attempts=retries + 1, **replay)
         if self.settings.pause_before_ack:  # TEST-ONLY hook, see conf.PAUSE_BEFORE_ACK_ENV
             self._log(logging.WARNING, "committed; pausing before ack (test hook)", event)
@@ -250,7 +274,7 @@ class Dispatcher:
             self.publisher.publish(copy, exchange="", routing_key=queue)
         except CopyNotPublished as publish_error:
             return self._requeue(event, f"retry copy not published: {publish_error}")
-        self.stats["retried"] += 1
+        self._count("retried", event.type)
         level = logging.INFO if isinstance(exc, RetryLater) else logging.WARNING
         self._log(level, f"retry {retry} in {delay:.2f}s ({error})", event, exc_info=exc)
         return Decision.ACK
@@ -276,7 +300,7 @@ class Dispatcher:
             )
         except CopyNotPublished as publish_error:
             return self._requeue(event, f"dead-letter copy not published: {publish_error}")
-        self.stats["dead"] += 1
+        self._count("dead", event.type if event else self._wire_type(message))
         logger.error(
             "consumer %s: dead-lettered event=%s type=%s correlation=%s attempts=%s reason=%s",
             self.service.name,
@@ -289,10 +313,30 @@ class Dispatcher:
         return Decision.ACK
 
     def _requeue(self, event: ReceivedEvent | None, why: str) -> Decision:
-        self.stats["requeued"] += 1
+        self._count("requeued", event.type if event else metrics.INVALID_TYPE)
         logger.error("consumer %s: %s; requeueing %s", self.service.name, why, event and event.id)
         time.sleep(REQUEUE_PAUSE_SECONDS)
         return Decision.REQUEUE
+
+    def _count(self, outcome: str, event_type: str) -> None:
+        """One delivery's outcome: in ``stats`` and in the Prometheus counter."""
+        self.stats[outcome] += 1
+        label = _METRIC_OUTCOMES.get(outcome, outcome)
+        metrics.CONSUMER_EVENTS.labels(self.service.name, event_type, label).inc()
+
+    def _observe_handling(self, event: ReceivedEvent, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.CONSUMER_HANDLING_SECONDS.labels(self.service.name, event.type).observe(elapsed)
+
+    def _wire_type(self, message: Message) -> str:
+        """The delivery's ``ce-type`` as a metric label, if the service handles that type.
+
+        Anything else (no envelope, a type nobody declared) is counted as ``invalid``: a label
+        value per garbage type would let a stray publisher grow the metrics without bound.
+        """
+        wire_type = (message.headers or {}).get("ce-type")
+        handled = {type_ for type_, _ in self.service.handled_types()}
+        return wire_type if wire_type in handled else metrics.INVALID_TYPE
 
     def _log(self, level: int, what: str, event: ReceivedEvent, **kwargs: Any) -> None:
         exc_info = kwargs.pop("exc_info", None)

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import amqp
 from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.broker import connect
 from outbox.conf import get_settings
@@ -190,3 +192,33 @@ class TcpProxy:
                             selector.unregister(sock)
                         sock.close()
         selector.close()
+
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Prometheus text exposition as ``{(sample name, labels): value}``."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when the series does not exist (a counter never incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape_port(port: int) -> Samples:
+    """What a process serves on ``--metrics-port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return metric_samples(response.read().decode())
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a child process's --metrics-port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

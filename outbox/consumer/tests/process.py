@@ -1,7 +1,7 @@
 """Run a test bed's worker as a real process (test support, started by the tests).
 
     python -m outbox.consumer.tests.process command <service> <exchange> [consume_events args]
-    python -m outbox.consumer.tests.process celery <service> <exchange>
+    python -m outbox.consumer.tests.process celery <service> <exchange> [worker args]
     python -m outbox.consumer.tests.process import_outbox_pattern <service> <exchange> [args]
 
 The service is declared here (not in an app's ``ready()``), then the real entry point runs:
@@ -61,6 +61,7 @@ def main(argv: list[str]) -> None:
                 "--without-heartbeat",
                 "--loglevel",
                 "INFO",
+                *rest,
             ]
         )
 

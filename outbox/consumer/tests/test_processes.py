@@ -1,5 +1,7 @@
-"""Real worker processes: SIGKILL between commit and ack, and the Celery worker's bootstep."""
+"""Real worker processes: SIGKILL between commit and ack; the Celery worker's bootstep, with its
+metrics endpoint and JSON logs."""
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from outbox.consumer.tests.support import (
     wait_for,
 )
 from outbox.models import OutboxMessage
+from outbox.tests.helpers import free_port, metric, scrape_port
 
 pytestmark = consumer_db
 BASE_DIR = Path(__file__).resolve().parents[3]
@@ -92,9 +95,19 @@ def test_sigkill_after_commit_before_ack_leaves_the_effect_exactly_once(make_bed
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_celery_worker_with_consume_service_handles_events(make_bed, tmp_path):
-    # given a Celery worker started with --consume-service for the test service
+    # given a Celery worker started with --consume-service for the test service, with
+    # --metrics-port and JSON logs
     bed = make_bed()
-    worker = WorkerProcess(tmp_path, bed, "celery", CELERY_BROKER_URL=get_settings().broker_url)
+    port = free_port()
+    worker = WorkerProcess(
+        tmp_path,
+        bed,
+        "celery",
+        "--metrics-port",
+        str(port),
+        CELERY_BROKER_URL=get_settings().broker_url,
+        LOG_FORMAT="json",
+    )
     try:
         worker.wait_for_log("ready.")
         # when an event is published
@@ -104,6 +117,16 @@ def test_celery_worker_with_consume_service_handles_events(make_bed, tmp_path):
         event_id = message.properties["message_id"]
         wait_for(lambda: effects(bed, event_id) == 1, 30, "the effect")
         wait_for(lambda: queue_depth(bed.service.queue_name) == 0, 10, "the ack")
+        # and the worker's metrics endpoint counts it for the service and type
+        labels = {"service": bed.service.name, "event_type": bed.placed.type}
+        samples = scrape_port(port)
+        assert metric(samples, "outbox_consumer_events_total", outcome="handled", **labels) == 1
     finally:
         assert worker.stop(signal.SIGTERM) == 0, worker.log
-    assert "handled event=" in worker.log
+    # and its log line about the event is JSON naming the event, its correlation and the service
+    about = [json.loads(line) for line in worker.log.splitlines() if event_id in line]
+    (line,) = [line for line in about if ": handled event=" in line["message"]]
+    assert line["event_id"] == event_id
+    assert line["event_type"] == bed.placed.type
+    assert line["correlation_id"] == message.properties["correlation_id"]
+    assert line["service"] == bed.service.name

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from outbox import metrics
 from outbox.conf import get_settings
 from outbox.partitioning import parse_partitions
 from outbox.relay import Relay, RelayConnectionError
@@ -30,6 +31,11 @@ class Command(BaseCommand):
             "--partitions",
             help='Only lease these partitions, e.g. "0-7" or "0,2,4" (default: all).',
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Serve Prometheus metrics on this port, path /metrics (env OUTBOX_METRICS_PORT).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings = get_settings()
@@ -41,6 +47,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        port = metrics.port_from(options["metrics_port"])
+        if port is not None:
+            metrics.serve(port)
         relay = Relay(
             batch_size=options["batch_size"],
             partitions=partitions,

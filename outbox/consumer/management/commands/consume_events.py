@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from outbox import metrics
 from outbox.consumer.service import get_service
 from outbox.consumer.worker import StandaloneWorker
 from outbox.exceptions import OutboxError
@@ -22,12 +23,20 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Stop after this many seconds without a delivery (scripts, tests).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Serve Prometheus metrics on this port, path /metrics (env OUTBOX_METRICS_PORT).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             service = get_service(options["service"])
         except OutboxError as exc:
             raise CommandError(str(exc)) from exc
+        port = metrics.port_from(options["metrics_port"])
+        if port is not None:
+            metrics.serve(port)
         worker = StandaloneWorker(service, exit_when_idle=options["exit_when_idle"])
         worker.install_signal_handlers()
         try:
