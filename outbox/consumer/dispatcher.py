@@ -133,10 +133,33 @@ class Dispatcher:
         retries = _retry_count(message.headers)
         try:
             event = parse_event(message.body, message.properties)
-            self._admit_outbox_pattern(event)
-            handler = self._resolve(event)
         except PermanentError as exc:
             return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
+        # The parsed envelope names the event best (e.g. a django-outbox-pattern message has no
+        # ``ce-*`` headers, its type and correlation come from elsewhere).
+        with logs.event_context(
+            event_id=event.id,
+            event_type=event.type,
+            correlation_id=event.correlation_id,
+            service=self.service.name,
+        ):
+            try:
+                self._admit_outbox_pattern(event)
+                handler = self._resolve(event)
+            except PermanentError as exc:
+                return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
+            return self._handle(message, event, handler, retries=retries, received_at=received_at)
+
+    def _handle(
+        self,
+        message: Message,
+        event: ReceivedEvent,
+        handler: Handler,
+        *,
+        retries: int,
+        received_at: datetime,
+    ) -> Decision:
+        """Apply a parsed, admitted event and decide: handled, duplicate, retry or dead."""
         started = time.perf_counter()
         try:
             handled = self._apply(event, handler, attempts=retries + 1, received_at=received_at)
