@@ -1,12 +1,11 @@
-"""Test helpers: a real RabbitMQ, a relay subprocess, and a tiny TCP proxy to cut the network."""
+"""Test helpers: a real RabbitMQ, waiting, and a tiny TCP proxy to cut the network.
+
+Child processes (a relay, workers, commands): :mod:`outbox.tests.processes`.
+"""
 
 import contextlib
-import os
 import selectors
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -74,63 +73,6 @@ def database_url() -> str:
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-class RelayProcess:
-    """``manage.py relay_outbox`` as a real child process on the test database."""
-
-    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
-        self.log_path = tmp_path / f"relay-{uuid.uuid4().hex[:6]}.log"
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": os.environ.get(
-                "DJANGO_SETTINGS_MODULE", "fitness.settings.test"
-            ),
-            "DATABASE_URL": database_url(),
-            "OUTBOX_BROKER_URL": get_settings().broker_url,
-            "OUTBOX_RECONNECT_MAX_DELAY": "0.5",
-            "OUTBOX_LEASE_INTERVAL": "0.2",
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "relay_outbox", *args],
-            cwd=BASE_DIR,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
-        wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, text)
-        exited = self.process.returncode
-        assert text in self.log, f"relay exited ({exited}) without {text!r}:\n{self.log}"
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self._log.close()
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM a child process, SIGKILL it if it has not exited 10 s later."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 class TcpProxy:

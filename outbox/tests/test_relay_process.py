@@ -14,9 +14,9 @@ from outbox.conf import get_settings
 from outbox.leases import LOCK_NAMESPACE, PRESENCE_KEY
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
+from outbox.tests.processes import RelayProcess
 
 from .helpers import (
-    RelayProcess,
     TcpProxy,
     bind_queue,
     get_messages,

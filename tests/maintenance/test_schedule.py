@@ -2,10 +2,7 @@
 queue, and the `maintenance:` worker of the Procfile (a real process) runs them."""
 
 import contextlib
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,7 +15,8 @@ from fitness.celery import MAINTENANCE_QUEUE, app
 from outbox.consumer.models import DeadLetter
 from outbox.consumer.service import get_service
 from outbox.consumer.tasks import COLLECT_TASK, PRUNE_TASK
-from outbox.tests.helpers import BASE_DIR, broker_connection, database_url, wait_for
+from outbox.tests.helpers import BASE_DIR, broker_connection, wait_for
+from outbox.tests.processes import ChildProcess
 
 PROCFILE = BASE_DIR / "Procfile"
 
@@ -57,30 +55,12 @@ def maintenance_worker(tmp_path: Path):
     assert argv[0] == "celery"
     argv = [sys.executable, "-m", "celery", *argv[1:], "--without-heartbeat"]
     argv[argv.index("-n") + 1] = f"maintenance-{uuid.uuid4().hex[:6]}@%h"
-    log_path = tmp_path / "maintenance.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            cwd=BASE_DIR,
-            env={
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "fitness.settings.test",
-                "DATABASE_URL": database_url(),
-                "PYTHONUNBUFFERED": "1",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = ChildProcess.start(tmp_path, "maintenance", argv)
     try:
-        yield log_path
+        yield worker.log_path
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        print(log_path.read_text(errors="replace")[-4000:])
+        worker.stop()
+        print(worker.log[-4000:])
 
 
 @pytest.mark.django_db(transaction=True, databases="__all__")

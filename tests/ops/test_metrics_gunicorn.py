@@ -4,8 +4,6 @@ Each gunicorn worker is a process with its own counters; with ``PROMETHEUS_MULTI
 /metrics adds up every process's, so a scrape sees every request whichever worker served it.
 """
 
-import os
-import subprocess
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -14,14 +12,12 @@ from pathlib import Path
 import pytest
 
 from outbox.tests.helpers import (
-    BASE_DIR,
     Samples,
-    database_url,
     free_port,
     metric_samples,
-    stop_process,
     wait_for,
 )
+from outbox.tests.processes import ChildProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,33 +55,17 @@ def gunicorn(tmp_path: Path):
     port = free_port()
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "fitness.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-        ],
-        cwd=BASE_DIR,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "fitness.settings.test",
-            "DATABASE_URL": database_url(),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "fitness.wsgi:application"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    server = ChildProcess.start(
+        tmp_path, "gunicorn", argv, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: answers(f"{base}/metrics"), 30, "gunicorn to answer")
         yield base
     finally:
-        stop_process(process)
-        log.close()
+        server.stop()
 
 
 def test_metrics_add_up_the_requests_of_every_gunicorn_worker(gunicorn):

@@ -30,8 +30,9 @@ from outbox.consumer.service import get_service
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
 from outbox.tests.helpers import broker_connection, wait_for
+from outbox.tests.processes import ChildProcess
 from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
-from tests.saga.conftest import ManagedCommand, mail_dir, start_saga  # noqa: F401 (fixtures)
+from tests.saga.conftest import mail_dir, manage_command, start_saga  # noqa: F401 (fixtures)
 
 ANALYTICS_TYPES = {type_ for type_, _ in analytics.handled_types()}
 
@@ -235,13 +236,13 @@ def delete_queue(name: str) -> None:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., ManagedCommand]]:
+def spawn(tmp_path: Path) -> Iterator[Callable[..., ChildProcess]]:
     """Start ``manage.py <command>`` children; all are stopped (and their logs shown on failure)
     at the end of the test."""
-    started: list[ManagedCommand] = []
+    started: list[ChildProcess] = []
 
-    def spawn(*command: str, **env: str) -> ManagedCommand:
-        started.append(ManagedCommand(tmp_path, *command, **env))
+    def spawn(*command: str, **env: str) -> ChildProcess:
+        started.append(manage_command(tmp_path, *command, **env))
         return started[-1]
 
     yield spawn
@@ -250,7 +251,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ManagedCommand]]:
         print(f"----- {process.log_path.name}\n{process.log[-6000:]}")
 
 
-def handled_in_log(worker: ManagedCommand, *, run: str | None = None) -> dict[str, int]:
+def handled_in_log(worker: ChildProcess, *, run: str | None = None) -> dict[str, int]:
     """How often the worker logged each event id as handled (for one replay run, if given)."""
     counts: dict[str, int] = defaultdict(int)
     for line in worker.log.splitlines():
@@ -259,7 +260,7 @@ def handled_in_log(worker: ManagedCommand, *, run: str | None = None) -> dict[st
     return counts
 
 
-def duplicates_in_log(worker: ManagedCommand, *, run: str) -> int:
+def duplicates_in_log(worker: ChildProcess, *, run: str) -> int:
     return sum(1 for line in worker.log.splitlines() if "duplicate ignored" in line and run in line)
 
 

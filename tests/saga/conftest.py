@@ -5,11 +5,6 @@ processes reading the test database through their own connections.
 """
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,47 +13,17 @@ import pytest
 from django.core.management import call_command
 
 from outbox.consumer.service import all_services
-from outbox.tests.helpers import BASE_DIR, broker_connection, database_url
+from outbox.tests.helpers import broker_connection
+from outbox.tests.processes import ChildProcess
 
 SERVICES = ("payments", "shipping", "notifications", "orders")
 
 
-class ManagedCommand:
-    """``manage.py <command>`` as a child process on the test database, logging to a file."""
-
-    def __init__(self, tmp_path: Path, *command: str, **env: str) -> None:
-        # The service name for "consume_events --service <name>", else the command.
-        self.name = command[-1] if command[0] == "consume_events" else command[0]
-        self.log_path = tmp_path / f"{self.name}-{uuid.uuid4().hex[:6]}.log"
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "fitness.settings.test",
-            "DATABASE_URL": database_url(),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *command],
-            cwd=BASE_DIR,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
+def manage_command(tmp_path: Path, *command: str, **env: str) -> ChildProcess:
+    """``manage.py <command>`` as a child process on the test database, logging to a file; named
+    after the service for ``consume_events --service <name>``, else after the command."""
+    name = command[-1] if command[0] == "consume_events" else command[0]
+    return ChildProcess.manage(tmp_path, *command, name=name, **env)
 
 
 def _purge_service_queues(channel: amqp.Channel) -> None:
@@ -78,13 +43,13 @@ def mail_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start_saga(tmp_path: Path, mail_dir: Path) -> Iterator[Callable[..., list[ManagedCommand]]]:
+def start_saga(tmp_path: Path, mail_dir: Path) -> Iterator[Callable[..., list[ChildProcess]]]:
     """Start the relay and the workers of the given services (all four by default)."""
     call_command("setup_broker", verbosity=0)
     connection = broker_connection()
     _purge_service_queues(connection.channel())
     connection.close()
-    started: list[ManagedCommand] = []
+    started: list[ChildProcess] = []
     env = {
         "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "DJANGO_EMAIL_FILE_PATH": str(mail_dir),
@@ -92,12 +57,12 @@ def start_saga(tmp_path: Path, mail_dir: Path) -> Iterator[Callable[..., list[Ma
 
     def start(*services: str, relay_databases: tuple[str, ...] = ("default",), **extra_env: str):
         processes = [
-            ManagedCommand(tmp_path, "relay_outbox", "--database", alias, **env, **extra_env)
+            manage_command(tmp_path, "relay_outbox", "--database", alias, **env, **extra_env)
             for alias in relay_databases
         ]
         for name in services or SERVICES:
             processes.append(
-                ManagedCommand(tmp_path, "consume_events", "--service", name, **env, **extra_env)
+                manage_command(tmp_path, "consume_events", "--service", name, **env, **extra_env)
             )
         started.extend(processes)
         return processes

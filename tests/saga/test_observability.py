@@ -16,7 +16,7 @@ from outbox import tracing
 from outbox.models import OutboxMessage
 from outbox.tests.helpers import free_port, metric, scrape_port, wait_for
 from tests.factories import ADDRESS, GOOD_CARD, TEST_PASSWORD, make_customer, make_product
-from tests.saga.conftest import ManagedCommand
+from tests.saga.conftest import manage_command
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -49,10 +49,10 @@ def test_an_http_requests_trace_reaches_the_handler_and_the_event_it_records(
     # given the relay and the payments worker, each serving metrics and logging JSON (start_saga
     # declared the topology and purged the queues; its default processes are not started)
     relay_port, payments_port = free_port(), free_port()
-    relay = ManagedCommand(
+    relay = manage_command(
         tmp_path, "relay_outbox", "--metrics-port", str(relay_port), LOG_FORMAT="json"
     )
-    payments = ManagedCommand(
+    payments = manage_command(
         tmp_path,
         "consume_events",
         "--metrics-port",

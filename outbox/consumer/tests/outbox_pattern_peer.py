@@ -25,9 +25,9 @@ from django.db import connection
 from kombu.utils.url import parse_url
 
 from outbox.conf import get_settings
-from outbox.tests.helpers import database_url, stop_process
+from outbox.tests.helpers import BASE_DIR, database_url
+from outbox.tests.processes import ChildProcess
 
-BASE_DIR = Path(__file__).resolve().parents[3]
 STATUS_SUCCEEDED = 2  # its StatusChoice.SUCCEEDED
 
 
@@ -103,24 +103,14 @@ def peer_pending(env: dict[str, str]) -> int:
     return int(_run(env, "-m", "outbox.consumer.tests.outbox_pattern_peer", "pending"))
 
 
-class Publisher:
-    """Its ``publish`` command as a child process; stop it with :meth:`stop`."""
+class Publisher(ChildProcess):
+    """Its ``publish`` command as a child process; stop it with :meth:`stop` (SIGTERM ends its
+    process, no transaction of its own left open in tests)."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self._log = log.open("wb")
-        self.log_path = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "django", "publish"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            [sys.executable, "-m", "django", "publish"], log_path=log, env=env, name="publish"
         )
-
-    def stop(self) -> None:
-        """Stop it (SIGTERM ends its process, no transaction of its own left open in tests)."""
-        stop_process(self.process)
-        self._log.close()
 
     def wait_until_sent(self, cursor: Any, ids: list[str], timeout: float = 30.0) -> None:
         """Wait until its table says every row of ``ids`` was sent (its commit at pass end)."""

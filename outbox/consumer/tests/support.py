@@ -4,16 +4,16 @@ worker processes the tests start (``python -m outbox.consumer.tests.process``).
 Knows nothing about the shop: an ``order`` aggregate is just a test name here.
 """
 
-import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import amqp
-from django.db import connection
 
 from outbox.broker import connect
 from outbox.conf import get_settings
@@ -22,6 +22,7 @@ from outbox.consumer.service import ConsumerService, unregister_service
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
 from outbox.registry import EventType, register, unregister
+from outbox.tests.processes import ChildProcess
 from outbox.wire import to_amqp
 
 SCHEMA = {
@@ -177,30 +178,7 @@ def get_all(name: str, timeout: float = 5.0, expect: int = 1) -> list[amqp.Messa
     return got
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-
-
-def database_url() -> str:
-    """The URL of the database the tests run on (pytest-django's test database)."""
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def process_env(**extra: str) -> dict[str, str]:
-    """Environment for a worker process on the test database and the test broker."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "fitness.settings.test"),
-        "DATABASE_URL": database_url(),
-        "OUTBOX_BROKER_URL": get_settings().broker_url,
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
+def bed_worker(tmp_path: Path, bed: TestBed, mode: str, *args: str, **env: str) -> ChildProcess:
+    """The test bed's worker as a child process (``python -m outbox.consumer.tests.process``)."""
+    argv = [sys.executable, "-m", "outbox.consumer.tests.process", mode]
+    return ChildProcess.start(tmp_path, mode, [*argv, bed.service.name, bed.exchange, *args], **env)

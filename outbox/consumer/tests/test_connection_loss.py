@@ -4,7 +4,8 @@ import psycopg
 from django.db import connection
 
 from outbox.consumer.tests.conftest import consumer_db, run_worker
-from outbox.consumer.tests.support import database_url, event_message, publish
+from outbox.consumer.tests.support import event_message, publish
+from outbox.tests.helpers import database_url
 
 pytestmark = consumer_db
 

@@ -15,16 +15,16 @@ from outbox.consumer.models import DeadLetter, InboxEntry
 from outbox.consumer.tests.conftest import consumer_db, run_worker
 from outbox.consumer.tests.process import BUG_FLAG_ENV
 from outbox.consumer.tests.support import (
+    bed_worker,
     broker_connection,
     event_message,
     get_all,
     publish,
     queue_depth,
-    wait_for,
 )
-from outbox.consumer.tests.test_processes import WorkerProcess
 from outbox.exceptions import PermanentError
 from outbox.models import OutboxMessage
+from outbox.tests.helpers import wait_for
 
 pytestmark = consumer_db  # real commits: worker processes, broker round trips
 # The admin needs the auth and session tables too: those tests flush every table.
@@ -77,7 +77,7 @@ def test_a_handler_bug_dead_letters_events_and_after_the_fix_requeue_applies_eac
     bed = make_bed()
     flag = tmp_path / "bug"
     flag.touch()
-    worker = WorkerProcess(
+    worker = bed_worker(
         tmp_path,
         bed,
         "command",

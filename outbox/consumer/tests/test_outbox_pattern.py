@@ -5,8 +5,7 @@ RabbitMQ's STOMP plugin), ours the real relay and worker; see outbox_pattern_pee
 """
 
 import json
-import subprocess
-import sys
+import signal
 import uuid
 from io import StringIO
 
@@ -19,21 +18,19 @@ from django.db import connection
 from outbox.consumer.models import InboxEntry
 from outbox.consumer.tests.conftest import consumer_db, run_worker
 from outbox.consumer.tests.outbox_pattern_peer import (
-    BASE_DIR,
     Publisher,
     peer_create,
     peer_pending,
 )
 from outbox.consumer.tests.support import (
-    database_url,
+    bed_worker,
     get_all,
-    process_env,
     publish,
     queue_depth,
-    wait_for,
 )
 from outbox.models import OutboxMessage
 from outbox.relay import Relay
+from outbox.tests.helpers import database_url, wait_for
 
 pytestmark = consumer_db
 
@@ -149,7 +146,7 @@ def test_event_sent_by_its_publish_command_and_by_our_relay_is_applied_once(
 
 
 def test_import_interrupted_half_way_and_run_again_loses_and_duplicates_nothing(
-    bed, outbox_pattern
+    bed, outbox_pattern, tmp_path
 ):
     # Given six scheduled rows, the fourth held by another transaction (as its publisher holds a
     # row while it sends it)
@@ -160,23 +157,15 @@ def test_import_interrupted_half_way_and_run_again_loses_and_duplicates_nothing(
 
     # When the import, in batches of two, committed its first batch, is stuck in its second and
     # is killed there
-    importer = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "outbox.consumer.tests.process", "import_outbox_pattern"),
-            *(bed.service.name, bed.exchange, "--batch-size", "2"),
-        ],
-        cwd=BASE_DIR,
-        env=process_env(),
-    )
+    importer = bed_worker(tmp_path, bed, "import_outbox_pattern", "--batch-size", "2")
     try:
         blocked = wait_for(lambda: _blocked_by(holder_pid), what="the second batch")
-        importer.kill()
+        importer.signal(signal.SIGKILL)
         importer.wait(10)
         # What PostgreSQL does once it notices the client is gone: the open batch rolls back.
         holder.execute("SELECT pg_terminate_backend(%s)", [blocked])
     finally:
-        if importer.poll() is None:
-            importer.kill()
+        importer.stop(signal.SIGKILL)
         holder.rollback()
         holder.close()
     wait_for(lambda: not _backend_alive(blocked), what="the killed importer's session to end")

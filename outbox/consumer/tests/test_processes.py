@@ -4,10 +4,6 @@ metrics endpoint and JSON logs."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import pytest
 
@@ -15,53 +11,11 @@ from outbox.conf import get_settings
 from outbox.consumer.conf import PAUSE_BEFORE_ACK_ENV
 from outbox.consumer.models import InboxEntry
 from outbox.consumer.tests.conftest import consumer_db
-from outbox.consumer.tests.support import (
-    event_message,
-    process_env,
-    publish,
-    queue_depth,
-    wait_for,
-)
+from outbox.consumer.tests.support import bed_worker, event_message, publish, queue_depth
 from outbox.models import OutboxMessage
-from outbox.tests.helpers import free_port, metric, scrape_port
+from outbox.tests.helpers import free_port, metric, scrape_port, wait_for
 
 pytestmark = consumer_db
-BASE_DIR = Path(__file__).resolve().parents[3]
-
-
-def bed_args(bed) -> list[str]:
-    return [bed.service.name, bed.exchange]
-
-
-class WorkerProcess:
-    """A test bed's worker as a child process, its output in a log file."""
-
-    def __init__(self, tmp_path: Path, bed, mode: str, *args: str, **env: str) -> None:
-        self.log_path = tmp_path / f"{mode}-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "outbox.consumer.tests.process", mode, *bed_args(bed), *args],
-            cwd=BASE_DIR,
-            env=process_env(**env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
-        wait_for(lambda: text in self.log or self.process.poll() is not None, timeout, text)
-        assert text in self.log, f"worker exited ({self.process.returncode}):\n{self.log}"
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self._log.close()
 
 
 def effects(bed, event_id: str) -> int:
@@ -74,7 +28,7 @@ def test_sigkill_after_commit_before_ack_leaves_the_effect_exactly_once(make_bed
     message = event_message(bed.placed)
     event_id = message.properties["message_id"]
     publish(message, exchange=bed.exchange, routing_key=bed.placed.type)
-    worker = WorkerProcess(tmp_path, bed, "command", **{PAUSE_BEFORE_ACK_ENV: "60"})
+    worker = bed_worker(tmp_path, bed, "command", **{PAUSE_BEFORE_ACK_ENV: "60"})
     try:
         worker.wait_for_log("pausing before ack")
         # when it is killed right after the commit
@@ -85,8 +39,8 @@ def test_sigkill_after_commit_before_ack_leaves_the_effect_exactly_once(make_bed
     # then the unacknowledged event is still (or again) in the queue
     wait_for(lambda: queue_depth(bed.service.queue_name) == 1, 10, "the redelivery")
     # and a restarted worker acknowledges it as a duplicate: the effect exists exactly once
-    again = WorkerProcess(tmp_path, bed, "command", "--exit-when-idle", "1")
-    assert again.process.wait(60) == 0, again.log
+    again = bed_worker(tmp_path, bed, "command", "--exit-when-idle", "1")
+    assert again.wait(60) == 0, again.log
     assert "duplicate ignored" in again.log
     assert effects(bed, event_id) == 1
     assert InboxEntry.objects.filter(service=bed.service.name).count() == 1
@@ -99,7 +53,7 @@ def test_celery_worker_with_consume_service_handles_events(make_bed, tmp_path):
     # --metrics-port and JSON logs
     bed = make_bed()
     port = free_port()
-    worker = WorkerProcess(
+    worker = bed_worker(
         tmp_path,
         bed,
         "celery",
