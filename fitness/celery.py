@@ -23,17 +23,19 @@ install_consumer_step(app)
 
 
 @setup_logging.connect
-def use_django_logging(**kwargs: object) -> None:
+def use_django_logging(loglevel: int | str | None = None, **kwargs: object) -> None:
     """Keep Django's ``LOGGING`` (JSON or text, with event and trace fields) in the workers.
 
-    Connecting this signal tells Celery not to install its own handlers and format; Django has
-    already configured logging when the app loaded its settings. ``LOG_LEVEL`` sets the level.
+    Connecting this signal tells Celery not to install its own handlers and format. The level
+    is the worker's ``--loglevel`` (Celery passes its default, WARNING, when none is given).
     """
     import logging.config
 
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 # Maintenance, on a schedule (`celery -A fitness beat`, the `beat:` line of the Procfile), run by
