@@ -206,6 +206,13 @@ def check(
             "SELECT order_id, status, count(*) OVER (PARTITION BY order_id) FROM shipping_shipment"
         )
     }
+    # Orders whose cancellation reached shipping only after their parcel had left.
+    late_cancellations = {
+        row[0]
+        for row in _cursor_rows(
+            "SELECT order_id FROM shipping_cancelledorder WHERE parcel_already_dispatched"
+        )
+    }
     state_violations: list[str] = []
     effect_violations: list[str] = []
     outcome: Counter[str] = Counter()
@@ -230,7 +237,10 @@ def check(
                 effect_violations.append(
                     f"order {order_id}: payment {payment}, {refund_events} refunds"
                 )
-            ship_ok = shipment is None or (payment is not None and payment[0] == "refunded")
+            # A cancelled order is never shipped, unless its parcel had already left (flagged).
+            ship_ok = shipment is None or (
+                order_id in late_cancellations and payment is not None and payment[0] == "refunded"
+            )
             kind = "cancelled-refunded" if payment and payment[0] == "refunded" else "cancelled"
         elif card == "good":
             expected = "delivered"
@@ -421,6 +431,7 @@ def check(
         "events_published": len(events) - len(pending),
         "inbox_rows": len(inbox),
         "duplicates_absorbed": sum(duplicates.values()),
+        "parcels_dispatched_before_cancellation": len(late_cancellations & set(orders)),
         "duplicates_from_copies": sum(n for _e, n in injected.copies),
         "reordered_by_retry": reordered_by_retry,
         "poison_dead_lettered": sum(1 for key in poison if key in dead_keys),
