@@ -80,6 +80,7 @@ def chaos_env(config: Config, **extra: str) -> dict[str, str]:
             "OUTBOX_CONSUMER_HEARTBEAT": str(config.heartbeat),
             "CELERY_BROKER_HEARTBEAT": str(config.heartbeat),
             "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "text",  # the checker reads the workers' log lines
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
