@@ -13,7 +13,13 @@ class OutboxConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Import each app's ``events`` (event types) and ``topology`` (broker declarations)."""
+        """Import each app's ``events`` (event types) and ``topology`` (broker declarations);
+        register the signing keys' system check."""
+        from django.core import checks
+
+        from outbox.checks import check_signing_keys
+
+        checks.register(check_signing_keys)
         # Imported here: topology registers the exchanges contributor, which needs the registry.
         from outbox import topology  # noqa: F401
 

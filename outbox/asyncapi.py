@@ -36,6 +36,7 @@ from outbox.consumer.topology import (
     retry_queue_arguments,
 )
 from outbox.registry import EventType, all_event_types
+from outbox.signing import KEY_ID_HEADER, SIGNATURE_HEADER
 
 ASYNCAPI_VERSION = "3.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
@@ -84,6 +85,16 @@ _HEADER_PROPERTIES: dict[str, dict[str, Any]] = {
     },
     "ce-traceparent": {"type": "string", "description": "W3C trace context."},
     "traceparent": {"type": "string", "description": "W3C trace context (plain header)."},
+    SIGNATURE_HEADER: {
+        "type": "string",
+        "pattern": "^v1=[0-9a-f]{64}$",
+        "description": "HMAC-SHA256 by the producing service over the envelope and payload "
+        "(canonical form); consumers dead-letter an event that does not verify.",
+    },
+    KEY_ID_HEADER: {
+        "type": "string",
+        "description": "Id of the producing service's key that made the signature (rotation).",
+    },
 }
 _REQUIRED_HEADERS = [
     "ce-id",
@@ -96,6 +107,8 @@ _REQUIRED_HEADERS = [
     "ce-sequence",
     "ce-aggregatetype",
     "ce-correlationid",
+    SIGNATURE_HEADER,
+    KEY_ID_HEADER,
 ]
 
 

@@ -15,9 +15,11 @@ from outbox.exceptions import InvalidPayload, NotInTransaction
 from outbox.models import OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.registry import EventType, get_validator
+from outbox.signing import sign_row
 
-# Envelope attributes travel as `ce-*` headers; callers must not smuggle their own in.
-RESERVED_HEADER_PREFIXES = ("ce-",)
+# Envelope attributes travel as `ce-*` headers, and the outbox's own (signature, replay) as
+# `x-outbox-*`: callers must not smuggle either in.
+RESERVED_HEADER_PREFIXES = ("ce-", "x-outbox-")
 
 NEXT_SEQUENCE_SQL = """
 INSERT INTO outbox_aggregate_sequence (aggregate_type, aggregate_id, last_sequence)
@@ -44,16 +46,20 @@ def record_event(
 
     The row commits or rolls back with the caller's business change; ``relay_outbox`` publishes
     it after commit. Raises :class:`NotInTransaction` outside ``transaction.atomic()``,
-    :class:`InvalidPayload` when the payload is not JSON or fails the type's schema, and
-    :class:`UnknownEventType` when ``event_type`` is not registered. ``headers`` are extra AMQP
-    headers (strings, ints or booleans). Unless they bring their own ``traceparent``, the event
-    gets a child span of the current W3C trace (the web request's, the handled event's; a new
-    trace outside both): see ``outbox.tracing``. It is also sent as the CloudEvents
-    ``traceparent`` extension.
+    :class:`InvalidPayload` when the payload is not JSON or fails the type's schema,
+    :class:`UnknownEventType` when ``event_type`` is not registered, and
+    :class:`~outbox.signing.SigningConfigError` when its source has no signing key. ``headers``
+    are extra AMQP headers (strings, ints or booleans). Unless they bring their own
+    ``traceparent``, the event gets a child span of the current W3C trace (the web request's, the
+    handled event's; a new trace outside both): see ``outbox.tracing``. It is also sent as the
+    CloudEvents ``traceparent`` extension.
 
     ``event_id`` and ``occurred_at`` default to a fresh uuid4 and now; an importer of events
     that already have an identity (``import_outbox_pattern``) passes theirs, so a consumer can
     recognise the same event arriving from both sides.
+
+    The row is signed here, in the producer's process, with its source's current key
+    (``outbox.signing``): the relay that publishes it never needs the key.
     """
     if not transaction.get_connection(using).in_atomic_block:
         raise NotInTransaction(
@@ -66,7 +72,7 @@ def record_event(
     extra_headers.setdefault(tracing.HEADER, tracing.outgoing_traceparent())
     sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
     event_id = event_id or uuid.uuid4()
-    return OutboxMessage.objects.using(using).create(
+    message = OutboxMessage(
         event_id=event_id,
         source=event_type.source or get_settings().source,
         type=event_type.type,
@@ -84,6 +90,9 @@ def record_event(
         routing_key=event_type.routing_key,
         partition=partition_for(event_type.aggregate_type, aggregate_id, get_settings().partitions),
     )
+    sign_row(message)
+    message.save(using=using, force_insert=True)
+    return message
 
 
 def validate_payload(event_type: EventType, payload: Any) -> None:

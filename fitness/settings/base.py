@@ -193,6 +193,12 @@ OUTBOX_LEASE_INTERVAL = float(env("OUTBOX_LEASE_INTERVAL", "2"))
 if env("OUTBOX_METRICS_DATABASES"):
     OUTBOX_METRICS_DATABASES = env_list("OUTBOX_METRICS_DATABASES")
 
+# --- Event signing (see docs/security.md) -------------------------------------------------------
+# `<source>:<key id>:<secret>` entries, comma-separated: every key listed verifies; each source
+# signs with the first of its own. No default here: local and test settings use public dev keys,
+# production refuses to start without real ones.
+OUTBOX_SIGNING_KEYS = env("OUTBOX_SIGNING_KEYS")
+
 # --- Retention, pruning and dead letters (see docs/dead-letters.md) ----------------------------
 # Published outbox rows are kept (and replayable) this long; the inbox keeps entries longer
 # (default: + 7 days; never less than + 1 day, checked at start-up by outbox.retention).

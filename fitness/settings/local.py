@@ -2,6 +2,7 @@
 
 from fitness.settings.base import *  # noqa: F403
 from fitness.settings.base import BASE_DIR, MIDDLEWARE, env, env_bool
+from fitness.settings.dev_keys import DEV_OUTBOX_SIGNING_KEYS
 from outbox.logs import logging_config
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
@@ -19,3 +20,5 @@ SHIPPING_DELIVERY_DELAY_SECONDS = float(env("SHIPPING_DELIVERY_DELAY_SECONDS", "
 MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# Event signing keys: public dev keys unless the environment gives real ones (docs/security.md).
+OUTBOX_SIGNING_KEYS = env("OUTBOX_SIGNING_KEYS", DEV_OUTBOX_SIGNING_KEYS)

@@ -4,6 +4,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from fitness.settings.base import *  # noqa: F403
 from fitness.settings.base import MIDDLEWARE, env, env_bool, env_list
+from fitness.settings.dev_keys import DEV_SECRET_PREFIX
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -11,6 +12,20 @@ if not SECRET_KEY:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# Event signing keys (docs/security.md): required, and never the public ones of local/test.
+OUTBOX_SIGNING_KEYS = env("OUTBOX_SIGNING_KEYS")
+if not OUTBOX_SIGNING_KEYS:
+    raise ImproperlyConfigured(
+        "OUTBOX_SIGNING_KEYS must be set in production: <source>:<key id>:<secret>, "
+        "comma-separated, one key (or two while rotating) per producing service "
+        "(docs/security.md, 'Signed events')."
+    )
+if DEV_SECRET_PREFIX in OUTBOX_SIGNING_KEYS:
+    raise ImproperlyConfigured(
+        "OUTBOX_SIGNING_KEYS contains a public development key: generate real secrets "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

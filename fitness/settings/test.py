@@ -2,6 +2,7 @@
 
 from fitness.settings.base import *  # noqa: F403
 from fitness.settings.base import env
+from fitness.settings.dev_keys import DEV_OUTBOX_SIGNING_KEYS
 
 DEBUG = False
 # A virtual host of the tests' own (created by `make test`), so a running `make run` with the
@@ -20,3 +21,5 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Event signing keys: public dev keys unless the environment gives real ones (docs/security.md).
+OUTBOX_SIGNING_KEYS = env("OUTBOX_SIGNING_KEYS", DEV_OUTBOX_SIGNING_KEYS)

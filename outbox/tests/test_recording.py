@@ -1,6 +1,7 @@
 """record_event: inside the caller's transaction, validated, with a full CloudEvents envelope."""
 
 import dataclasses
+import re
 import threading
 import time
 import uuid
@@ -14,14 +15,19 @@ from outbox.models import OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.recording import record_event
 from outbox.registry import EventType, register, unregister
+from outbox.signing import SigningConfigError
 
 from .helpers import make_payload
 
 pytestmark = pytest.mark.django_db
 
 
+TEST_SERVICE_KEY = "test.service:ts-1:" + "s" * 40
+
+
 def test_record_fills_the_envelope(event_type, settings):
     settings.OUTBOX_SOURCE = "test.service"
+    settings.OUTBOX_SIGNING_KEYS = f"{TEST_SERVICE_KEY},other.service:os-1:{'o' * 40}"
     settings.OUTBOX_PARTITIONS = 8
 
     with transaction.atomic():
@@ -44,6 +50,9 @@ def test_record_fills_the_envelope(event_type, settings):
     assert message.partition == partition_for("order", "o-42", 8)
     assert message.payload == make_payload("o-42")
     assert message.headers["traceparent"].startswith("00-0af7")
+    # signed in this process with the source's own key (the relay never needs it)
+    assert message.headers["x-outbox-key-id"] == "ts-1"
+    assert message.headers["x-outbox-signature"].startswith("v1=")
     assert message.state == OutboxMessage.State.PENDING
     assert message.attempts == 0
     assert message.created_at is not None and message.next_attempt_at is not None
@@ -128,6 +137,10 @@ def test_non_json_values_are_refused_clearly(event_type):
 def test_reserved_or_odd_headers_are_refused(event_type):
     with pytest.raises(InvalidPayload, match="ce-"), transaction.atomic():
         record_event(event_type, aggregate_id="a", payload=make_payload(), headers={"ce-id": "x"})
+    # the signature is the outbox's to write, never the caller's
+    forged = {"x-outbox-signature": "v1=00", "x-outbox-key-id": "dev-monolith-1"}
+    with pytest.raises(InvalidPayload, match="x-outbox-"), transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload(), headers=forged)
     with pytest.raises(InvalidPayload, match="str, int or bool"), transaction.atomic():
         record_event(event_type, aggregate_id="a", payload=make_payload(), headers={"x": 1.5})
 
@@ -179,3 +192,16 @@ def test_writers_of_one_aggregate_are_serialised_in_commit_order(event_type):
     first = OutboxMessage.objects.get(payload__order_id="first")
     assert (first.sequence, second.sequence) == (1, 2)
     assert first.id < second.id
+
+
+def test_an_event_whose_source_has_no_signing_key_is_refused_and_rolled_back(event_type, settings):
+    # given a process whose keys do not include its own source
+    settings.OUTBOX_SOURCE = "test.service"
+    settings.OUTBOX_SIGNING_KEYS = f"other.service:os-1:{'o' * 40}"
+    # when it records an event, then it fails loudly, before anything is written
+    refused = pytest.raises(
+        SigningConfigError, match=re.escape("no signing key for source 'test.service'")
+    )
+    with refused, transaction.atomic():
+        record_event(event_type, aggregate_id="nokey", payload=make_payload())
+    assert not OutboxMessage.objects.filter(aggregate_id="nokey").exists()

@@ -14,9 +14,16 @@ from django.urls import reverse
 
 from apps.carts.services import cart_add_item
 from apps.orders.services import CardInput, ShippingAddress, order_place
+from fitness.settings.dev_keys import DEV_OUTBOX_SIGNING_KEYS
 from tests.factories import ADDRESS, GOOD_CARD, make_customer
 
 BASE = settings.BASE_DIR
+
+
+def production_keys() -> str:
+    """Fresh random signing keys for every producing service, as an operator would set them."""
+    sources = ("fitness.monolith", "fitness.payments", "fitness.shipping")
+    return ",".join(f"{s}:{s.split('.')[1]}-2026-11:{secrets.token_urlsafe(32)}" for s in sources)
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -25,6 +32,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         for key, value in os.environ.items()
         if not key.startswith(("DJANGO_", "USE_BROKER"))
     }
+    environment.pop("OUTBOX_SIGNING_KEYS", None)
     environment.update(DJANGO_SETTINGS_MODULE="fitness.settings.production", **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -47,9 +55,57 @@ def test_check_deploy_is_clean_with_secrets_from_the_environment():
         "WARNING",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         DJANGO_ALLOWED_HOSTS="shop.example.com",
+        OUTBOX_SIGNING_KEYS=production_keys(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues (0 silenced)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({}, "OUTBOX_SIGNING_KEYS must be set in production"),
+        (
+            {"OUTBOX_SIGNING_KEYS": DEV_OUTBOX_SIGNING_KEYS},
+            "OUTBOX_SIGNING_KEYS contains a public development key",
+        ),
+    ],
+    ids=["missing", "development-keys"],
+)
+def test_production_refuses_to_start_without_real_event_signing_keys(keys, message):
+    result = manage(
+        "check",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="x.example",
+        **keys,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_check_flags_malformed_keys_and_a_producing_service_without_one():
+    # a key too short to be a secret: refused, without printing it
+    weak = manage(
+        "check",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="x.example",
+        OUTBOX_SIGNING_KEYS="fitness.monolith:m-1:tooshort",
+    )
+    assert "outbox.E001" in weak.stderr and "shorter than 32" in weak.stderr
+    assert "tooshort" not in weak.stderr.replace("'m-1'", "")
+    # shipping's key missing: its events could not be recorded by this process
+    keys = ",".join(k for k in production_keys().split(",") if "shipping" not in k)
+    partial = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="x.example",
+        OUTBOX_SIGNING_KEYS=keys,
+    )
+    assert partial.returncode != 0
+    assert "outbox.W001" in partial.stderr and "'fitness.shipping'" in partial.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key():
@@ -60,7 +116,11 @@ def test_production_refuses_to_start_without_a_secret_key():
 
 def test_check_deploy_flags_a_weak_secret_key():
     result = manage(
-        "check", "--deploy", DJANGO_SECRET_KEY="short", DJANGO_ALLOWED_HOSTS="shop.example.com"
+        "check",
+        "--deploy",
+        DJANGO_SECRET_KEY="short",
+        DJANGO_ALLOWED_HOSTS="shop.example.com",
+        OUTBOX_SIGNING_KEYS=production_keys(),
     )
     assert "security.W009" in result.stderr + result.stdout
 
@@ -81,6 +141,7 @@ def test_healthz_and_metrics_are_exempt_from_the_https_redirect():
             "DJANGO_SETTINGS_MODULE": "fitness.settings.production",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
             "DJANGO_ALLOWED_HOSTS": "testserver",
+            "OUTBOX_SIGNING_KEYS": production_keys(),
             # The health endpoint answers 503 on a closed port: enough to see it is not a 301.
             "OUTBOX_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//",
             "OUTBOX_HEALTH_TIMEOUT": "0.5",

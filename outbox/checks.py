@@ -1,0 +1,42 @@
+"""System checks of the outbox: signing keys that parse, and a key for every producing source."""
+
+from typing import Any
+
+from django.core import checks
+
+from outbox.conf import get_settings
+from outbox.registry import all_event_types
+from outbox.signing import SigningConfigError, get_keyring
+
+
+def check_signing_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``OUTBOX_SIGNING_KEYS`` parses and is not empty; warn about sources without a key.
+
+    A source without a key is only a warning: in a least-privilege deployment a process holds
+    the keys of the sources it produces and consumes, not every source of the registry. Recording
+    an event of such a source still fails, loudly, and rolls back its transaction.
+    """
+    try:
+        keyring = get_keyring()
+    except SigningConfigError as exc:
+        return [checks.Error(str(exc), id="outbox.E001")]
+    if not keyring.keys:
+        return [
+            checks.Error(
+                "OUTBOX_SIGNING_KEYS is empty: no event can be signed, and consumers reject "
+                "every event as unsigned",
+                hint="Set OUTBOX_SIGNING_KEYS=<source>:<key id>:<secret>,... (docs/security.md).",
+                id="outbox.E002",
+            )
+        ]
+    default_source = get_settings().source
+    producing = {event_type.source or default_source for event_type in all_event_types()}
+    return [
+        checks.Warning(
+            f"no signing key for source {source!r}: its events cannot be recorded here",
+            hint="Add <source>:<key id>:<secret> to OUTBOX_SIGNING_KEYS if this process "
+            "records them.",
+            id="outbox.W001",
+        )
+        for source in sorted(producing - keyring.sources)
+    ]
