@@ -10,8 +10,9 @@ For each delivery the dispatcher decides exactly one of:
   exception): a copy goes to ``<svc>.retry.<n>`` with a jittered exponential ``expiration`` and
   comes back to ``<svc>.events`` when it expires. The copy is confirmed by the broker *before*
   the original is acknowledged, so a crash in between at worst duplicates (inbox again).
-* **dead** — terminal failure (:class:`PermanentError`, malformed body or envelope, unknown type
-  or version, schema violation) or retries exhausted: a copy with ``x-death-reason`` goes to
+* **dead** — terminal failure (:class:`PermanentError`, malformed body or envelope, a signature
+  that does not verify — ``outbox.consumer.verification`` —, unknown type or version, schema
+  violation) or retries exhausted: a copy with ``x-death-reason`` goes to
   ``<svc>.dead`` (confirmed), then the original is acknowledged.
 
 We never ``reject(requeue=True)`` as a retry mechanism: a quorum queue redelivers at once (a hot
@@ -44,6 +45,7 @@ from outbox.consumer.events import ReceivedEvent, parse_event
 from outbox.consumer.inbox import inbox_insert, inbox_mark_handled, sequence_advance
 from outbox.consumer.publishing import ConfirmedPublisher, CopyNotPublished
 from outbox.consumer.service import ConsumerService, Handler
+from outbox.consumer.verification import verify_event
 from outbox.exceptions import PermanentError, RetryLater, UnknownEventType
 from outbox.registry import get_event_type, get_validator
 
@@ -144,7 +146,14 @@ class Dispatcher:
             service=self.service.name,
         ):
             try:
-                self._admit_outbox_pattern(event)
+                # Before anything reads the payload: an unsigned, forged or altered event, or one
+                # signed with another source's key, is dead-lettered with the reason, never
+                # handled. django-outbox-pattern's messages cannot be signed: admitted only where
+                # opted in.
+                if event.outbox_pattern:
+                    self._admit_outbox_pattern(event)
+                else:
+                    verify_event(event, message.properties)
                 handler = self._resolve(event)
             except PermanentError as exc:
                 return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)

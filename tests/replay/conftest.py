@@ -29,6 +29,7 @@ from consumers.shipping.events import SHIPMENT_DELIVERED, SHIPMENT_DISPATCHED
 from outbox.consumer.service import get_service
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
+from outbox.signing import sign_row
 from outbox.tests.helpers import broker_connection, wait_for
 from outbox.tests.processes import ChildProcess
 from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
@@ -109,7 +110,12 @@ def record_saga(orders: list[Order], *, delivered_every: int = 1) -> None:
             row = _record(
                 SHIPMENT_DELIVERED, order, "shipping", **shipped, delivered_at=later.isoformat()
             )
-            OutboxMessage.objects.using("shipping").filter(pk=row.pk).update(occurred_at=later)
+            # The time is signed: sign again, as if shipping had recorded the event then.
+            row.occurred_at = later
+            sign_row(row)
+            OutboxMessage.objects.using("shipping").filter(pk=row.pk).update(
+                occurred_at=later, headers=row.headers
+            )
 
 
 def _record(event_type, order: Order, using: str, **payload) -> OutboxMessage:

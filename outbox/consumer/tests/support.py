@@ -22,6 +22,7 @@ from outbox.consumer.service import ConsumerService, unregister_service
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
 from outbox.registry import EventType, register, unregister
+from outbox.signing import sign_row
 from outbox.tests.processes import ChildProcess
 from outbox.wire import to_amqp
 
@@ -119,10 +120,11 @@ def event_message(
     sequence: int = 1,
     version: int | None = None,
 ) -> amqp.Message:
-    """The AMQP message the relay would publish for such an event (built by outbox.wire)."""
+    """The AMQP message the relay would publish for such an event (built by outbox.wire),
+    signed with the current key of the event's source, as ``record_event`` signs."""
     row = OutboxMessage(
         event_id=event_id or uuid.uuid4(),
-        source="test.producer",
+        source=event_type.source or get_settings().source,
         type=event_type.type,
         schema_version=version or event_type.version,
         aggregate_type=event_type.aggregate_type,
@@ -134,7 +136,7 @@ def event_message(
         headers={},
         payload=payload if payload is not None else {"order_id": subject, "total": "10.00"},
     )
-    return to_amqp(row)
+    return to_amqp(sign_row(row))
 
 
 def broker_connection() -> amqp.Connection:
