@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from bench.common import median, percentile
-from chaos.faults import POISON_HEADER, Fault, Injected, subscription_map
+from chaos.faults import POISON_HEADER, POISON_REASONS, Fault, Injected, subscription_map
 from chaos.load import OrderRecord
 from chaos.stack import PYTHON, ROOT, Config, Stack
 
@@ -343,9 +343,15 @@ def check(
         if (service, pid) not in dead_keys
     ]
     no_reason = [f"{s}: {e} has no reason" for s, e, reason, _h in dead if not reason.strip()]
+    wrong_reason = [
+        f"{service}: poison {kind} {pid} dead-lettered for another reason: "
+        f"{dead_keys[(service, pid)][:120]}"
+        for (service, pid), kind in poison.items()
+        if (service, pid) in dead_keys and POISON_REASONS[kind] not in dead_keys[(service, pid)]
+    ]
     report.add(
-        "dead letters = exactly the poison messages, each with a reason",
-        unexpected_dead + missing_poison + no_reason,
+        "dead letters = exactly the poison messages, each with its own reason",
+        unexpected_dead + missing_poison + no_reason + wrong_reason,
     )
 
     # 6. Order per aggregate: each service handled each aggregate's events in sequence order,

@@ -14,12 +14,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import amqp
 
 from chaos.stack import Stack
 
+if TYPE_CHECKING:
+    from outbox.registry import EventType
+
 POISON_HEADER = "x-chaos-poison"
+# The poison kinds, and what the dead letter's reason must say: each poison is dead-lettered for
+# its own fault (a schema violation that died as "unsigned" would prove nothing).
+POISON_REASONS = {
+    "malformed-json": "malformed JSON body",
+    "unknown-type": "no handler for event type",
+    "schema-violation": "payload fails the schema",
+    "bad-signature": "signature check failed: bad signature",
+}
 
 
 @dataclass
@@ -206,14 +218,15 @@ class Faults:
         return Fault("duplicates", started, time.time(), "exchanges", note, bool(chosen))
 
     def poison(self) -> Fault:
-        """Malformed JSON, an unknown type and a payload failing its schema, straight into
-        service queues: each must end in that service's dead-letter queue, nothing else."""
+        """Malformed JSON, an unknown type, a payload failing its schema and a bad signature,
+        straight into service queues: each must end in that service's dead-letter queue, for
+        its own reason (``POISON_REASONS``), nothing else."""
         services = list(self.stack.services)
         self.rng.shuffle(services)
         started = time.time()
         with _broker() as channel:
             for service in services[: 2 if self.short else 3]:
-                for kind in ("malformed-json", "unknown-type", "schema-violation"):
+                for kind in POISON_REASONS:
                     poison_id = str(uuid.uuid4())
                     channel.basic_publish_confirm(
                         _poison(kind, poison_id, service),
@@ -253,11 +266,19 @@ class _broker:
 
 
 def _poison(kind: str, poison_id: str, service: str) -> amqp.Message:
+    """A poison message. All but the malformed one are signed with the source's real key (as a
+    buggy producer would send them), so they fail for their own reason; the bad signature is a
+    handled type signed with the right key id and a wrong secret (its payload fails the schema
+    too, but the signature is checked first).
+    """
+    from outbox.conf import get_settings
+
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    source = get_settings().source
     envelope = {
         "ce-specversion": "1.0",
         "ce-id": poison_id,
-        "ce-source": "chaos",
+        "ce-source": source,
         "ce-subject": "1",
         "ce-time": now,
         "ce-dataversion": 1,
@@ -269,19 +290,38 @@ def _poison(kind: str, poison_id: str, service: str) -> amqp.Message:
         body, headers = b'{"order_id": 1, "oops', {**envelope, "ce-type": "orders.order.placed"}
     elif kind == "unknown-type":
         body, headers = b"{}", {**envelope, "ce-type": "chaos.unknown.happened"}
-    else:  # a type the service handles, a payload its schema refuses
+    else:  # a type the service handles; a payload its schema refuses, or a bad signature
+        event_type = _handled_type(service)
         body = json.dumps({"order_id": "not a number"}).encode()
-        headers = {**envelope, "ce-type": _handled_type(service)}
-    return amqp.Message(
+        headers = {**envelope, "ce-type": event_type.type, "ce-source": _source_of(event_type)}
+    message = amqp.Message(
         body,
         content_type="application/json",
         delivery_mode=2,
         message_id=poison_id,
         application_headers=headers,
     )
+    return message if kind == "malformed-json" else _sign(message, forged=kind == "bad-signature")
 
 
-def _handled_type(service: str) -> str:
+def _handled_type(service: str) -> EventType:
     from outbox.consumer.service import get_service
+    from outbox.registry import get_event_type
 
-    return get_service(service).handled_types()[0][0]
+    return get_event_type(*get_service(service).handled_types()[0])
+
+
+def _source_of(event_type: EventType) -> str:
+    from outbox.conf import get_settings
+
+    return event_type.source or get_settings().source
+
+
+def _sign(message: amqp.Message, *, forged: bool) -> amqp.Message:
+    from outbox.consumer.verification import sign_message
+    from outbox.signing import SigningKey, get_keyring
+
+    key = get_keyring().current(message.headers["ce-source"])
+    if forged:
+        key = SigningKey(key.source, key.key_id, b"chaos-forged-secret-" * 2)
+    return sign_message(message, key)
