@@ -22,6 +22,9 @@ from outbox.publisher import Failure
 # statistics (a burst of inserts before autoanalyze) that join was planned as a nested loop
 # without index conditions, quadratic in the backlog. statement_timestamp() is the clock Django's
 # Now() uses for next_attempt_at (now() would be the start of an enclosing transaction).
+# `exclude` lists the rows the relay still holds in memory (sent, or waiting for their mark): the
+# scan still walks past them (they are pending), but a constant array is a hashed lookup and the
+# cheaper filters run before the subplan, so they cost little.
 CLAIM_SQL = """
 SELECT m.id, m.event_id, m.source, m.type, m.schema_version, m.aggregate_type, m.aggregate_id,
        m.sequence, m.correlation_id, m.causation_id, m.occurred_at, m.headers::text,
@@ -30,6 +33,7 @@ FROM outbox_message AS m
 WHERE m.published_at IS NULL AND m.parked_at IS NULL
   AND m.partition = ANY(%(partitions)s)
   AND m.next_attempt_at <= statement_timestamp()
+  AND m.id <> ALL(%(exclude)s::bigint[])
   AND NOT EXISTS (
     SELECT 1 FROM outbox_message AS e
     WHERE e.published_at IS NULL AND e.parked_at IS NULL
@@ -99,7 +103,11 @@ def _row(values: tuple) -> ClaimedRow:
 
 
 def claim_batch(
-    *, partitions: Iterable[int], limit: int, using: str = "default"
+    *,
+    partitions: Iterable[int],
+    limit: int,
+    exclude: Iterable[int] = (),
+    using: str = "default",
 ) -> list[ClaimedRow]:
     """The next rows to publish in ``partitions``: due, pending, oldest first.
 
@@ -108,12 +116,15 @@ def claim_batch(
     cursor would skip it for good. A row is held back while an earlier row of its aggregate is
     waiting for a retry, so it cannot overtake it. Earlier rows that are due are in the same
     batch (per aggregate, ids grow with sequence), and ``plan_waves`` keeps them first.
+    ``exclude``: ids of rows the caller already holds (in flight, or published and not yet
+    marked), so a claim made while earlier rows are in flight brings only rows it does not have.
     """
     partitions = list(partitions)
     if not partitions:
         return []
     with connections[using].cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"partitions": partitions, "limit": limit})
+        params = {"partitions": partitions, "limit": limit, "exclude": list(exclude)}
+        cursor.execute(CLAIM_SQL, params)
         return [_row(values) for values in cursor.fetchall()]
 
 

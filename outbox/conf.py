@@ -17,6 +17,7 @@ class OutboxSettings:
     broker_url: str
     partitions: int
     batch_size: int
+    max_in_flight: int
     poll_interval: float
     max_attempts: int
     backoff_base: float
@@ -39,6 +40,7 @@ def get_settings() -> OutboxSettings:
         broker_url=str(get("BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")),
         partitions=int(get("PARTITIONS", 16)),
         batch_size=int(get("BATCH_SIZE", 500)),
+        max_in_flight=int(get("MAX_IN_FLIGHT", 1500)),
         poll_interval=float(get("POLL_INTERVAL", 1.0)),
         max_attempts=int(get("MAX_ATTEMPTS", 10)),
         backoff_base=float(get("BACKOFF_BASE", 1.0)),

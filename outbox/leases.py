@@ -12,6 +12,7 @@ re-opened connection (which holds nothing) can never publish a partition it no l
 """
 
 import math
+from collections.abc import Callable
 
 from django.db import connections
 
@@ -36,14 +37,21 @@ class PartitionLeases:
         self.total = total
         self.held: list[int] = []
 
-    def rebalance(self) -> list[int]:
-        """Read what we hold, release or acquire partitions towards our fair share, return it."""
+    def rebalance(self, before_release: Callable[[], None] | None = None) -> list[int]:
+        """Read what we hold, release or acquire partitions towards our fair share, return it.
+
+        ``before_release`` is called once before the first partition is given up: the relay
+        settles every row in flight there, so another relay never publishes an aggregate's
+        next row while its previous one may still be unconfirmed.
+        """
         relays, mine, taken = self._snapshot()
         if PRESENCE_KEY not in mine:
             self._call("pg_advisory_lock_shared", PRESENCE_KEY)
             relays += 1
         held = sorted(mine - {PRESENCE_KEY})
         share = math.ceil(self.total / max(relays, 1))
+        if len(held) > share and before_release is not None:
+            before_release()
         while len(held) > share:
             self._call("pg_advisory_unlock", held.pop())
         for partition in self.candidates:

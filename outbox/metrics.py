@@ -68,7 +68,7 @@ RELAY_PARKED = Counter(
 )
 RELAY_PUBLISH_SECONDS = Histogram(
     "outbox_relay_publish_seconds",
-    "Time from sending a round of events to the broker's last confirm of it.",
+    "Time from sending a batch of events to the broker's confirm of the last of them.",
     ["database"],
     buckets=PUBLISH_BUCKETS,
 )

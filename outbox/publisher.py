@@ -1,8 +1,11 @@
-"""Publishing outbox rows to RabbitMQ with batched publisher confirms (py-amqp).
+"""Publishing outbox rows to RabbitMQ with publisher confirms, many rows in flight (py-amqp).
 
-One *round* publishes a list of rows on a confirm-mode channel, then drains the connection until
-every delivery tag is settled. Waiting once per round instead of once per message is what takes a
-relay from ~1k to >10k msg/s. Each row ends the round in exactly one bucket:
+``send()`` publishes rows on a confirm-mode channel without waiting; ``collect()`` reads the
+confirms that arrived and reports what became of each row since the last call. The relay keeps
+sending and claiming while earlier rows' confirms are outstanding. ``publish()`` is one
+*round* on top of the two (send, then collect until every row is settled), for callers that
+want exactly that (replay). Waiting once per round or window instead of once per message is what
+takes a relay from ~1k to >10k msg/s. Each row ends in exactly one bucket:
 
 * ``published`` - acked and not returned: safe to mark published;
 * ``failed``    - this row's own problem (nack, unroutable, too large, missing exchange): retried
@@ -15,18 +18,22 @@ import contextlib
 import logging
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import amqp
 
 from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
+from outbox.framing import encode_properties, publish_frames
 from outbox.models import OutboxMessage
-from outbox.wire import encode_body, encoded_size, envelope_headers, to_amqp
+from outbox.wire import amqp_properties, encode_body
 
 logger = logging.getLogger(__name__)
 
 # RabbitMQ names the culprit in channel errors: "NOT_FOUND - no exchange 'x' in vhost '/'".
 EXCHANGE_IN_ERROR = re.compile(r"exchange '([^']*)'")
+# Encoded frames are written to the socket in chunks of about this many bytes (one syscall each).
+WRITE_CHUNK_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,8 @@ class Failure:
 
 @dataclass
 class RoundResult:
-    """What became of each row of one publish round (see the module docstring)."""
+    """What became of rows since the last ``collect()`` (or of one round; see the module
+    docstring). ``connection_error`` is set when the connection was lost meanwhile."""
 
     published: list[OutboxMessage] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
@@ -49,7 +57,7 @@ class RoundResult:
 
 
 class Publisher:
-    """A broker connection with a confirm-mode channel, publishing rows round by round."""
+    """A broker connection with a confirm-mode channel, publishing rows with confirms."""
 
     def __init__(
         self,
@@ -68,15 +76,39 @@ class Publisher:
         self._check_channel: amqp.Channel | None = None
         self._known_exchanges: set[str] = set()
         self._last_tag = 0
-        # State of the round in progress, read by the confirm callbacks.
+        # Rows sent and not settled yet, by delivery tag. Tags are consecutive, so a "multiple"
+        # ack settles the range from the lowest unsettled tag up: no scan of the whole dict.
         self._inflight: dict[int, OutboxMessage] = {}
+        self._lowest_tag = 1
+        self._confirm_deadline = 0.0
+        # (last tag, monotonic time) of each send(), to time it until its last row is settled.
+        self._sends: deque[tuple[int, float]] = deque()
+        self._round_times: list[float] = []
         self._returned: dict[str, str] = {}
-        self._round = RoundResult()
+        # Outcomes settled since the last collect(), filled by the confirm callbacks.
+        self._settled = RoundResult()
 
     @property
     def connected(self) -> bool:
         """Whether a broker connection is open (it may still turn out to be dead on use)."""
         return self._connection is not None
+
+    @property
+    def in_flight(self) -> int:
+        """How many sent rows wait for their confirm."""
+        return len(self._inflight)
+
+    def fileno(self) -> int | None:
+        """The socket confirms arrive on (to wait for them together with other sockets)."""
+        if self._connection is None or self._connection.sock is None:
+            return None
+        return self._connection.sock.fileno()
+
+    def take_round_times(self) -> list[float]:
+        """Seconds from each ``send()`` to the confirm of its last row, settled since the last
+        call (the ``outbox_relay_publish_seconds`` histogram)."""
+        times, self._round_times = self._round_times, []
+        return times
 
     def connect(self) -> None:
         """Open the connection; raises one of ``broker.CONNECTION_ERRORS`` when it cannot."""
@@ -84,40 +116,120 @@ class Publisher:
         self._connection = connect(self.url, connect_timeout=self.connect_timeout)
 
     def close(self) -> None:
-        """Drop the connection and everything that depends on it."""
+        """Drop the connection and everything that depends on it, rows in flight included
+        (their outcome is unknown: they stay pending and are published again)."""
         connection, self._connection = self._connection, None
         self._channel = self._check_channel = None
         self._known_exchanges.clear()
+        self._inflight, self._returned, self._settled = {}, {}, RoundResult()
+        self._sends.clear()
         close_quietly(connection)
 
     def publish(self, messages: list[OutboxMessage]) -> RoundResult:
         """Publish ``messages`` in one confirm round and report what became of each row."""
-        self._round = result = RoundResult()
-        to_send: list[tuple[OutboxMessage, amqp.Message]] = []
-        try:
-            # One check per exchange and round, however many rows go to it.
-            exchanges = {message.exchange for message in messages}
-            missing = {name for name in exchanges if not self._exchange_exists(name)}
-            for message in messages:
-                # Headers built once, for the size check and the message itself.
-                body, headers = encode_body(message), envelope_headers(message)
-                problem = self._preflight(message, encoded_size(message, body, headers), missing)
-                if problem is not None:
-                    result.failed.append(problem)
-                else:
-                    to_send.append((message, to_amqp(message, body, headers)))
-            if to_send:
-                self._confirm_round(to_send)
-        except CONNECTION_ERRORS as exc:
-            # Whatever was not acked before the connection died is retried later, untouched.
-            result.connection_error = exc
-            settled = {m.id for m in result.published} | {f.message.id for f in result.failed}
-            result.unsettled = [m for m, _ in to_send if m.id not in settled]
-            self.close()
+        self.send(messages)
+        result = self.collect()
+        while self._inflight and result.connection_error is None:
+            result = _merge(result, self.collect(timeout=self.confirm_timeout))
         return result
 
+    def send(self, messages: list[OutboxMessage]) -> None:
+        """Publish ``messages`` without waiting for their confirms (see ``collect()``).
+
+        Never raises for a broker problem: a lost connection or a closed channel is reported
+        by the next ``collect()``, with the rows it concerns.
+        """
+        if not messages:
+            return
+        try:
+            # One check per exchange and call, however many rows go to it.
+            exchanges = {message.exchange for message in messages}
+            missing = {name for name in exchanges if not self._exchange_exists(name)}
+            self._write(messages, missing)
+        except amqp.exceptions.ChannelError as exc:
+            self._on_channel_closed(exc)
+        except CONNECTION_ERRORS as exc:
+            self._lose_connection(exc)
+
+    def collect(self, timeout: float = 0.0) -> RoundResult:
+        """What became of sent rows since the last call.
+
+        Reads every confirm that already arrived; when none has and rows are in flight, waits up
+        to ``timeout`` seconds for the first. Rows unconfirmed for ``confirm_timeout`` count as
+        a lost connection (the broker may be blocked or gone): they come back ``unsettled``.
+        """
+        try:
+            if self._inflight:
+                self._read_confirms(timeout)
+            if self._inflight and time.monotonic() > self._confirm_deadline:
+                raise TimeoutError(f"no confirm within {self.confirm_timeout}s")
+        except amqp.exceptions.ChannelError as exc:
+            self._on_channel_closed(exc)
+        except CONNECTION_ERRORS as exc:
+            self._lose_connection(exc)
+        result, self._settled = self._settled, RoundResult()
+        return result
+
+    def _write(self, messages: list[OutboxMessage], missing: set[str]) -> None:
+        channel = self._publish_channel()
+        connection = self._require_connection()
+        if not self._inflight:
+            self._confirm_deadline = time.monotonic() + self.confirm_timeout
+        frames: list[bytes] = []
+        size = 0
+        for message in messages:
+            # Properties (the CloudEvents headers among them) encoded once, for the size check
+            # and the frames.
+            body = encode_body(message)
+            properties = encode_properties(amqp_properties(message))
+            problem = self._preflight(message, len(body) + len(properties), missing)
+            if problem is not None:
+                self._settled.failed.append(problem)
+                continue
+            # Registered before it is written: if the write fails, the row is still accounted
+            # for (unsettled) rather than forgotten.
+            self._last_tag += 1
+            self._inflight[self._last_tag] = message
+            encoded = publish_frames(
+                body=body,
+                properties=properties,
+                channel_id=channel.channel_id,
+                frame_max=connection.frame_max,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                mandatory=True,
+            )
+            frames.append(encoded)
+            size += len(encoded)
+            if size >= WRITE_CHUNK_BYTES:
+                connection.transport.write(b"".join(frames))
+                frames, size = [], 0
+        if frames:
+            connection.transport.write(b"".join(frames))
+        if self._inflight:
+            self._sends.append((self._last_tag, time.monotonic()))
+
+    def _read_confirms(self, timeout: float) -> None:
+        """Dispatch every frame already received, waiting up to ``timeout`` for the first."""
+        connection = self._require_connection()
+        wait = timeout
+        while self._inflight:
+            try:
+                connection.drain_events(timeout=wait)
+            except TimeoutError:  # socket.timeout: nothing more has arrived
+                return
+            wait = 0.0
+
+    def _lose_connection(self, exc: BaseException) -> None:
+        """Whatever was not confirmed before the connection died is retried later, untouched."""
+        settled = self._settled
+        settled.unsettled += self._inflight.values()
+        settled.connection_error = exc
+        self.close()
+        self._settled = settled
+
     def _preflight(self, message: OutboxMessage, size: int, missing: set[str]) -> Failure | None:
-        """Catch the failures we can see before publishing, so they cannot spoil the round."""
+        """Catch the failures we can see before publishing, so they cannot spoil the others."""
         if size > self.max_message_bytes:
             # Terminal: the same bytes will be too large next time too. Parked at once.
             return Failure(
@@ -134,8 +246,8 @@ class Publisher:
         """Check with a passive declare, on a channel of its own because a miss closes it.
 
         Publishing to a missing exchange makes the broker close the publishing channel, which
-        would throw away the confirms of the whole round; checking first keeps one bad row from
-        failing its neighbours. Known exchanges are cached until the next channel error.
+        would throw away the confirms of every row in flight; checking first keeps one bad row
+        from failing its neighbours. Known exchanges are cached until the next channel error.
         """
         if name in self._known_exchanges or name == "":
             return True
@@ -151,34 +263,9 @@ class Publisher:
         self._known_exchanges.add(name)
         return True
 
-    def _confirm_round(self, to_send: list[tuple[OutboxMessage, amqp.Message]]) -> None:
-        channel = self._publish_channel()
-        # Tags are known up front (the channel numbers publishes 1, 2, ...), so a channel error
-        # half-way through the loop still accounts for the rows that were never sent.
-        first_tag = self._last_tag + 1
-        self._inflight = {first_tag + i: message for i, (message, _) in enumerate(to_send)}
-        self._returned = {}
-        self._last_tag += len(to_send)
-        try:
-            for message, amqp_message in to_send:
-                # py-amqp may read incoming frames here too (acks, or the channel's closing).
-                channel.basic_publish(
-                    amqp_message,
-                    exchange=message.exchange,
-                    routing_key=message.routing_key,
-                    mandatory=True,
-                )
-            deadline = time.monotonic() + self.confirm_timeout
-            while self._inflight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no confirm within {self.confirm_timeout}s")
-                self._require_connection().drain_events(timeout=remaining)
-        except amqp.exceptions.ChannelError as exc:
-            self._on_channel_closed(exc)
-
     def _on_channel_closed(self, exc: amqp.exceptions.ChannelError) -> None:
-        """The broker closed the publishing channel mid-round (e.g. an exchange was deleted).
+        """The broker closed the publishing channel with rows in flight (e.g. an exchange was
+        deleted).
 
         Rows sent to the exchange the error names are failed; the other unsettled rows were
         innocent bystanders and are simply published again. When the error names no exchange we
@@ -195,10 +282,12 @@ class Publisher:
         culprit = match.group(1) if match else None
         for message in self._inflight.values():
             if culprit is None or message.exchange == culprit:
-                self._round.failed.append(Failure(message, f"channel closed by broker: {exc}"))
+                self._settled.failed.append(Failure(message, f"channel closed by broker: {exc}"))
             else:
-                self._round.unsettled.append(message)
+                self._settled.unsettled.append(message)
         self._inflight = {}
+        self._returned = {}
+        self._sends.clear()
 
     def _publish_channel(self) -> amqp.Channel:
         if self._channel is None:
@@ -207,7 +296,7 @@ class Publisher:
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
             channel.events["basic_return"].add(self._on_return)
-            self._channel, self._last_tag = channel, 0
+            self._channel, self._last_tag, self._lowest_tag = channel, 0, 1
         return self._channel
 
     def _require_connection(self) -> amqp.Connection:
@@ -216,8 +305,20 @@ class Publisher:
         return self._connection
 
     def _settle(self, tag: int, multiple: bool) -> list[OutboxMessage]:
-        tags = [t for t in self._inflight if t <= tag] if multiple else [tag]
-        return [self._inflight.pop(t) for t in tags if t in self._inflight]
+        self._confirm_deadline = time.monotonic() + self.confirm_timeout
+        if not multiple:
+            message = self._inflight.pop(tag, None)
+            settled = [] if message is None else [message]
+        else:
+            pop = self._inflight.pop
+            settled = [m for t in range(self._lowest_tag, tag + 1) if (m := pop(t, None))]
+            self._lowest_tag = max(self._lowest_tag, tag + 1)
+        # A single ack of the lowest tag (or acks out of order) moves the floor too.
+        while self._lowest_tag <= self._last_tag and self._lowest_tag not in self._inflight:
+            self._lowest_tag += 1
+        while self._sends and self._sends[0][0] < self._lowest_tag:
+            self._round_times.append(time.monotonic() - self._sends.popleft()[1])
+        return settled
 
     def _on_return(
         self, exc: Exception, exchange: str, routing_key: str, message: amqp.Message
@@ -228,12 +329,21 @@ class Publisher:
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
         for message in self._settle(tag, multiple):
-            reason = self._returned.pop(str(message.event_id), None)
+            reason = self._returned.pop(str(message.event_id), None) if self._returned else None
             if reason is None:
-                self._round.published.append(message)
+                self._settled.published.append(message)
             else:
-                self._round.failed.append(Failure(message, reason))
+                self._settled.failed.append(Failure(message, reason))
 
     def _on_nack(self, tag: int, multiple: bool) -> None:
         for message in self._settle(tag, multiple):
-            self._round.failed.append(Failure(message, "nacked by the broker"))
+            self._settled.failed.append(Failure(message, "nacked by the broker"))
+
+
+def _merge(first: RoundResult, second: RoundResult) -> RoundResult:
+    return RoundResult(
+        published=first.published + second.published,
+        failed=first.failed + second.failed,
+        unsettled=first.unsettled + second.unsettled,
+        connection_error=first.connection_error or second.connection_error,
+    )

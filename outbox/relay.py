@@ -1,15 +1,18 @@
 """The relay: moves committed outbox rows to RabbitMQ, in order per aggregate, at least once.
 
-One iteration: renew partition leases, claim due rows of those partitions, publish them in
-confirm rounds ("waves"), then mark the acked rows published and schedule retries for the
-failed ones. Nothing is marked before the broker confirmed it, so a crash anywhere means a
-duplicate (same ``message_id``), never a loss. The algorithm is described in docs/outbox.md.
+The relay is a pipeline: it claims the next rows and sends them while earlier rows' confirms
+are still outstanding, and marks confirmed rows published as their confirms arrive, so the
+database and the broker work at the same time instead of taking turns. ``pipeline.Pipeline``
+keeps that safe (one row per aggregate in flight, no row claimed twice); ``recorder.Recorder``
+commits the outcomes on a second connection while the relay goes on. Nothing is marked
+before the broker confirmed it, so a crash anywhere means a duplicate (same ``message_id``),
+never a loss. The algorithm is described in docs/outbox.md.
 """
 
 import contextlib
 import logging
-import os
 import random
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -20,29 +23,20 @@ from django.db import connections
 
 from outbox import metrics
 from outbox.broker import CONNECTION_ERRORS
-from outbox.claiming import claim_batch, mark_published, plan_waves, record_failures
+from outbox.claiming import ClaimedRow, claim_batch
 from outbox.conf import OutboxSettings, get_settings
 from outbox.leases import PartitionLeases
 from outbox.logs import event_context
-from outbox.models import OutboxMessage
-from outbox.publisher import Failure, Publisher
-from outbox.wakeup import Wakeup
+from outbox.pipeline import Pipeline
+from outbox.publisher import Publisher, RoundResult
+from outbox.recorder import Recorded, Recorder
+from outbox.wakeup import SLICE_SECONDS, Wakeup
 
 logger = logging.getLogger(__name__)
-
-# Test-only: seconds to sleep after the broker confirmed a batch and before it is marked
-# published, so a test can SIGKILL the relay in exactly that window. Never set in production.
-TEST_PAUSE_ENV = "OUTBOX_TEST_PAUSE_AFTER_PUBLISH"
-
-AggregateKey = tuple[str, str]
 
 
 class RelayConnectionError(Exception):
     """``--once`` could not reach the broker or the database (a long-running relay retries)."""
-
-
-def _aggregate(message: OutboxMessage) -> AggregateKey:
-    return (message.aggregate_type, message.aggregate_id)
 
 
 class Relay:
@@ -60,6 +54,9 @@ class Relay:
         self.settings = settings or get_settings()
         self.using = using
         self.batch_size = batch_size or self.settings.batch_size
+        # Rows held in memory at most (claimed, in flight, or waiting for their mark); a new
+        # batch is claimed only while a whole one still fits.
+        self.max_in_flight = max(self.settings.max_in_flight, self.batch_size)
         self.once = once
         candidates = partitions if partitions is not None else range(self.settings.partitions)
         self.leases = PartitionLeases(
@@ -72,19 +69,24 @@ class Relay:
             connect_timeout=self.settings.connect_timeout,
         )
         self.wakeup = Wakeup(using=using)
+        self.pipeline = Pipeline()
+        self.recorder = Recorder(settings=self.settings, using=using)
         self.published_total = 0
         self._stopping = False
         self._next_rebalance = 0.0
+        # Whether rows may be due that are not in memory: a claim is worth making.
+        self._more_due = True
+        self._next_poll = 0.0
         self._tried: set[int] = set()
-        self._test_pause = float(os.environ.get(TEST_PAUSE_ENV) or 0)
+        self._claimed_unlogged = 0
         self._publish_seconds = metrics.RELAY_PUBLISH_SECONDS.labels(using)
         self._leased_gauge = metrics.RELAY_LEASED_PARTITIONS.labels(using)
 
     def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
-        """Ask the relay to stop after the current batch (also the SIGTERM/SIGINT handler)."""
+        """Ask the relay to stop once the rows in flight are settled (SIGTERM/SIGINT handler)."""
         if signum is not None:
             logger.info(
-                "received %s, stopping after the current batch", signal.Signals(signum).name
+                "received %s, stopping after the rows in flight", signal.Signals(signum).name
             )
         self._stopping = True
 
@@ -94,9 +96,11 @@ class Relay:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         logger.info(
-            "relay starting on database %r: batch size %d, %d partitions, candidates %s",
+            "relay starting on database %r: batch size %d, up to %d rows in flight, "
+            "%d partitions, candidates %s",
             self.using,
             self.batch_size,
+            self.max_in_flight,
             self.settings.partitions,
             _ranges(self.leases.candidates),
         )
@@ -104,7 +108,7 @@ class Relay:
         try:
             while not self._stopping:
                 try:
-                    claimed, new = self._iteration()
+                    done = self._step()
                 except (DatabaseError, *CONNECTION_ERRORS) as exc:
                     self._disconnect(exc)
                     if self.once:
@@ -112,78 +116,117 @@ class Relay:
                     self._sleep(next(delays))
                     continue
                 delays = _backoff(self.settings.reconnect_max_delay)
-                if self.once:
-                    if new == 0:
-                        break
-                elif claimed < self.batch_size:
-                    # A full batch means more is probably due: go again without waiting.
-                    self.wakeup.wait(self.settings.poll_interval, lambda: self._stopping)
+                if done:
+                    break
         finally:
             self._shutdown()
         return self.published_total
 
-    def _iteration(self) -> tuple[int, int]:
-        """Connect if needed, claim and publish one batch; returns (rows claimed, rows new).
+    def _step(self) -> bool:
+        """One turn: claim if worth it, send what may go, record confirms, then maybe wait.
 
-        "New" is only tracked with ``once``: rows this run has not tried yet. A ``--once`` run
-        stops when a batch brings nothing new, so it does not sit out a failing row's backoff.
+        Returns True when a ``--once`` run is done: the pipeline was empty and a claim brought
+        no row this run has not tried yet (so it does not sit out a failing row's backoff).
         """
         if not self.publisher.connected:
             self.publisher.connect()
             logger.info("connected to the broker")
         self.wakeup.prime()
-        partitions = self._leased_partitions()
-        batch = claim_batch(partitions=partitions, limit=self.batch_size, using=self.using)
-        new = len(batch)
-        if self.once:
-            new = sum(1 for message in batch if message.id not in self._tried)
-            self._tried.update(message.id for message in batch)
-        if batch:
-            self.process(batch)
-        return len(batch), new
+        self._rebalance_if_due()
+        self._finish(self.recorder.finished())
+        was_empty = len(self.pipeline) == 0
+        new = None
+        if self._more_due and self._room():
+            new = self._claim()
+        self.publisher.send(self.pipeline.take_ready())
+        self._record(self.publisher.collect())
+        if self.once and was_empty and new == 0:
+            return True
+        if self.pipeline.has_ready() or (self._more_due and self._room()):
+            return False
+        self._wait()
+        return False
 
-    def process(self, batch: list[OutboxMessage]) -> None:
-        """Publish a claimed batch wave by wave, then record the outcome in the database."""
-        published: list[OutboxMessage] = []
-        failures: list[Failure] = []
-        held_back: set[AggregateKey] = set()
-        connection_error: BaseException | None = None
-        for wave in plan_waves(batch):
-            # An aggregate whose earlier row failed must not get its later rows out first.
-            to_send = [m for m in wave if _aggregate(m) not in held_back]
-            if not to_send:
-                continue
-            started = time.perf_counter()
-            result = self.publisher.publish(to_send)
-            self._publish_seconds.observe(time.perf_counter() - started)
-            published += result.published
-            failures += result.failed
-            held_back |= {_aggregate(f.message) for f in result.failed}
-            held_back |= {_aggregate(m) for m in result.unsettled}
-            if result.connection_error is not None:
-                connection_error = result.connection_error
-                break
-        if self._test_pause and published:
-            logger.warning("%s: pausing %.1fs before marking", TEST_PAUSE_ENV, self._test_pause)
-            time.sleep(self._test_pause)
-        mark_published(published, using=self.using)
-        metrics.count_published(self.using, (message.type for message in published))
-        self._record_failures(failures)
-        self.published_total += len(published)
-        self._log_batch(batch, published, failures)
-        if connection_error is not None:
-            raise connection_error
+    def _room(self) -> bool:
+        """Whether a whole batch more fits in memory."""
+        return len(self.pipeline) + self.batch_size <= self.max_in_flight
 
-    def _record_failures(self, failures: list[Failure]) -> None:
-        outcomes = record_failures(
-            failures,
-            max_attempts=self.settings.max_attempts,
-            backoff_base=self.settings.backoff_base,
-            backoff_max=self.settings.backoff_max,
+    def _claim(self) -> int:
+        """Claim the next batch into the pipeline; returns how many rows are new to this run."""
+        batch = claim_batch(
+            partitions=self.leases.held,
+            limit=self.batch_size,
+            exclude=self.pipeline.held_ids(),
             using=self.using,
         )
-        by_row = {f.message.id: f for f in failures}
-        for row_id, event_id, parked in outcomes:
+        # A full batch means more is probably due: claim again as soon as there is room.
+        self._more_due = len(batch) >= self.batch_size
+        self._next_poll = time.monotonic() + self.settings.poll_interval
+        self._claimed_unlogged += len(batch)
+        self.pipeline.add(batch)
+        if not self.once:
+            return len(batch)
+        new = sum(1 for row in batch if row.id not in self._tried)
+        self._tried.update(row.id for row in batch)
+        return new
+
+    def _wait(self) -> None:
+        """Nothing to do at once: wait for a confirm, a commit of the recorder, a NOTIFY or the
+        poll, whichever comes first."""
+        sockets = [
+            fd
+            for fd, busy in (
+                (self.publisher.fileno(), self.publisher.in_flight),
+                (self.recorder.fileno(), len(self.recorder)),
+            )
+            if busy and fd is not None
+        ]
+        if self.once or not self._room():
+            # Only confirms and commits can move things on (a --once run with neither claims
+            # again; a commit arriving meanwhile is claimed once there is room).
+            if sockets:
+                select.select(sockets, [], [], SLICE_SECONDS)
+            else:
+                self._more_due = True
+            return
+        timeout = max(0.0, self._next_poll - time.monotonic())
+        notified = self.wakeup.wait(timeout, lambda: self._stopping, also=sockets)
+        if notified or time.monotonic() >= self._next_poll:
+            self._more_due = True
+
+    def _record(self, result: RoundResult) -> None:
+        """Hand what the broker said to the recorder: marks for confirmed rows, retries for
+        failed ones. Their rows stay in memory (and out of claims) until it has committed."""
+        self.pipeline.settle(result)
+        self.recorder.submit(*self.pipeline.take_outcomes())
+        for seconds in self.publisher.take_round_times():
+            self._publish_seconds.observe(seconds)
+        if result.unsettled:
+            self._more_due = True  # they are due again at once
+        if result.connection_error is not None:
+            raise result.connection_error
+
+    def _finish(self, jobs: list[Recorded]) -> None:
+        """Outcomes the recorder committed: let their rows go, count and log them."""
+        for job in jobs:
+            self.pipeline.recorded(job.published, job.failures)
+            self.published_total += len(job.published)
+            metrics.count_published(self.using, (row.type for row in job.published))
+            self._log_failures(job)
+            self._log_outcomes(job)
+
+    def _settle_all(self) -> None:
+        """Send nothing more; wait for every confirm outstanding and for its record."""
+        self.pipeline.drop_waiting()
+        while self.publisher.in_flight:
+            self._record(self.publisher.collect(timeout=SLICE_SECONDS))
+        self._record(self.publisher.collect())
+        self._finish(self.recorder.wait_all())
+        self._more_due = True
+
+    def _log_failures(self, job: Recorded) -> None:
+        by_row = {f.message.id: f for f in job.failures}
+        for row_id, event_id, parked in job.outcomes:
             failure = by_row[row_id]
             event_type = failure.message.type
             metrics.RELAY_FAILED.labels(self.using, event_type).inc()
@@ -195,11 +238,9 @@ class Relay:
                 else:
                     logger.warning("event %s not published, retrying: %s", event_id, failure.error)
 
-    def _log_batch(
-        self, batch: list[OutboxMessage], published: list[OutboxMessage], failures: list[Failure]
-    ) -> None:
+    def _log_outcomes(self, job: Recorded) -> None:
         if logger.isEnabledFor(logging.DEBUG):  # no per-row work on the hot path otherwise
-            for message in published:
+            for message in job.published:
                 with _about(message):
                     logger.debug(
                         "published event %s %s %s:%s#%d",
@@ -209,32 +250,41 @@ class Relay:
                         message.aggregate_id,
                         message.sequence,
                     )
+        rows = job.published or [f.message for f in job.failures]
         logger.info(
-            "batch: %d claimed, %d published, %d failed, %d left for later (events %s..%s)",
-            len(batch),
-            len(published),
-            len(failures),
-            len(batch) - len(published) - len(failures),
-            batch[0].event_id,
-            batch[-1].event_id,
+            "batch: %d claimed, %d published, %d failed, %d in flight (events %s..%s)",
+            self._claimed_unlogged,
+            len(job.published),
+            len(job.failures),
+            len(self.pipeline),
+            rows[0].event_id,
+            rows[-1].event_id,
         )
+        self._claimed_unlogged = 0
 
-    def _leased_partitions(self) -> list[int]:
+    def _rebalance_if_due(self) -> None:
         now = time.monotonic()
-        if now >= self._next_rebalance or not self.leases.held:
-            before = self.leases.held
-            after = self.leases.rebalance()
-            if after != before:
-                logger.info("leased partitions: %s", _ranges(after) or "none")
-                self._leased_gauge.set(len(after))
-            self._next_rebalance = now + self.settings.lease_interval
-        return self.leases.held
+        if now < self._next_rebalance and self.leases.held:
+            return
+        before = self.leases.held
+        # A partition is only given up with nothing of it in flight, so order holds.
+        after = self.leases.rebalance(before_release=self._settle_all)
+        if after != before:
+            logger.info("leased partitions: %s", _ranges(after) or "none")
+            self._leased_gauge.set(len(after))
+            self._more_due = True
+        self._next_rebalance = now + self.settings.lease_interval
 
     def _disconnect(self, exc: BaseException) -> None:
         """Drop every connection after an error; they are re-opened on the next iteration."""
         logger.warning("connection problem, reconnecting: %s: %s", type(exc).__name__, exc)
         self.publisher.close()
         self.wakeup.close()
+        # Rows in flight or being recorded are published again (their confirms died with the
+        # connection, or their mark was not committed).
+        self.recorder.abandon()
+        self.pipeline.clear()
+        self._more_due = True
         # The partition locks died with the session (or will): forget them and re-lease.
         self.leases.held = []
         self._leased_gauge.set(0)
@@ -248,17 +298,20 @@ class Relay:
 
     def _shutdown(self) -> None:
         try:
+            if self.publisher.connected and len(self.pipeline):
+                self._settle_all()
             if self.leases.held:
                 self.leases.release_all()
-        except DatabaseError:
-            pass  # the session is gone, and its locks with it
+        except (DatabaseError, *CONNECTION_ERRORS):
+            pass  # the session is gone, and its locks with it; unmarked rows go out again
         self.publisher.close()
         self.wakeup.close()
+        self.recorder.close()
         self._leased_gauge.set(0)
         logger.info("relay stopped, %d events published", self.published_total)
 
 
-def _about(message: OutboxMessage) -> contextlib.AbstractContextManager[None]:
+def _about(message: ClaimedRow) -> contextlib.AbstractContextManager[None]:
     """Log lines in the block are about this row (its producer is the service of the line)."""
     return event_context(
         event_id=message.event_id,

@@ -7,6 +7,7 @@ and lost while our listening connection is down. So the relay always polls too (
 
 import contextlib
 import logging
+import select
 import time
 from collections.abc import Callable
 
@@ -36,31 +37,52 @@ class Wakeup:
             except psycopg.Error as exc:
                 logger.warning("LISTEN unavailable, polling only until it recovers: %s", exc)
 
-    def wait(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
-        """Block until a notification arrives or ``timeout`` passes; True if notified."""
+    def wait(
+        self, timeout: float, should_stop: Callable[[], bool], also: list[int] | None = None
+    ) -> bool:
+        """Block until a notification arrives or ``timeout`` passes; True if notified.
+
+        ``also``: other sockets (the broker's, while confirms are outstanding) that end the
+        wait as soon as one is readable, so the relay can wait for "a commit or a confirm",
+        whichever comes first. Returns False then.
+        """
+        others = also or []
         deadline = time.monotonic() + timeout
         self.prime()
+        if self._drain():  # notifications that arrived while we were busy
+            return True
         while not should_stop():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            if self._conn is None:
-                time.sleep(min(remaining, SLICE_SECONDS))
+            listening = self._conn.fileno() if self._conn is not None else None
+            sockets = [fd for fd in (listening, *others) if fd is not None]
+            slice_timeout = min(remaining, SLICE_SECONDS)
+            if not sockets:
+                time.sleep(slice_timeout)
                 continue
-            try:
-                slice_timeout = min(remaining, SLICE_SECONDS)
-                notified = False
-                for _ in self._conn.notifies(timeout=slice_timeout, stop_after=1):
-                    notified = True
-                if notified:
-                    # Several commits may have notified; one claim covers them all.
-                    for _ in self._conn.notifies(timeout=0):
-                        pass
-                    return True
-            except psycopg.Error as exc:
-                logger.warning("LISTEN connection lost, polling meanwhile: %s", exc)
-                self.close()
+            readable, _, _ = select.select(sockets, [], [], slice_timeout)
+            if listening in readable and self._drain():
+                return True
+            if any(fd in readable for fd in others):
+                return False
         return False
+
+    def _drain(self) -> bool:
+        """Consume every notification already received; True if there was one.
+
+        Several commits may have notified; one claim covers them all.
+        """
+        if self._conn is None:
+            return False
+        notified = False
+        try:
+            for _ in self._conn.notifies(timeout=0):
+                notified = True
+        except psycopg.Error as exc:
+            logger.warning("LISTEN connection lost, polling meanwhile: %s", exc)
+            self.close()
+        return notified
 
     def close(self) -> None:
         """Close the listening connection (it is reopened on the next wait)."""

@@ -20,10 +20,6 @@ CONTENT_TYPE = "application/json"
 PERSISTENT = 2
 
 
-# AMQP field-table bytes per entry besides key and value: key length, type tag, value length.
-TABLE_ENTRY_OVERHEAD = 1 + 1 + 4
-
-
 def encode_body(message: "Row") -> bytes:
     """The message body: the payload as UTF-8 JSON.
 
@@ -60,40 +56,24 @@ def envelope_headers(message: "Row") -> dict[str, str | int]:
     return headers
 
 
+def amqp_properties(message: "Row", headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The AMQP basic properties of an outbox row (``headers``: if already built)."""
+    return {
+        "content_type": CONTENT_TYPE,
+        "delivery_mode": PERSISTENT,
+        "message_id": str(message.event_id),
+        "correlation_id": message.correlation_id,
+        "type": message.type,
+        "app_id": message.source,
+        "timestamp": int(message.occurred_at.timestamp()),
+        "application_headers": headers if headers is not None else envelope_headers(message),
+    }
+
+
 def to_amqp(
     message: "Row", body: bytes | None = None, headers: dict[str, Any] | None = None
 ) -> amqp.Message:
     """Build the persistent AMQP message for an outbox row (``headers``: if already built)."""
     return amqp.Message(
-        body if body is not None else encode_body(message),
-        content_type=CONTENT_TYPE,
-        delivery_mode=PERSISTENT,
-        message_id=str(message.event_id),
-        correlation_id=message.correlation_id,
-        type=message.type,
-        app_id=message.source,
-        timestamp=int(message.occurred_at.timestamp()),
-        application_headers=headers if headers is not None else envelope_headers(message),
+        body if body is not None else encode_body(message), **amqp_properties(message, headers)
     )
-
-
-def encoded_size(message: "Row", body: bytes, headers: dict[str, Any] | None = None) -> int:
-    """An estimate of the bytes the broker will see: body plus headers (as before, not props).
-
-    Counted from the AMQP field-table layout instead of serialising the headers a second time
-    (that ``json.dumps`` was a noticeable part of the relay's CPU).
-    """
-    if headers is None:
-        headers = envelope_headers(message)
-    return len(body) + sum(_entry_size(k, v) for k, v in headers.items())
-
-
-def _entry_size(key: str, value: object) -> int:
-    if isinstance(value, str):
-        size = len(value.encode())
-    elif isinstance(value, bool | int | float):
-        size = 8
-    else:
-        # Nested tables or lists in a row's extra headers: rare, JSON is a fair upper bound.
-        size = len(json.dumps(value, default=str).encode())
-    return TABLE_ENTRY_OVERHEAD + len(key.encode()) + size

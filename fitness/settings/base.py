@@ -180,6 +180,7 @@ LOGGING = logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", "INFO"))
 # --- Outbox relay (see docs/outbox.md) ---------------------------------------------------------
 OUTBOX_PARTITIONS = int(env("OUTBOX_PARTITIONS", "16"))
 OUTBOX_BATCH_SIZE = int(env("OUTBOX_BATCH_SIZE", "500"))
+OUTBOX_MAX_IN_FLIGHT = int(env("OUTBOX_MAX_IN_FLIGHT", "1500"))
 OUTBOX_POLL_INTERVAL = float(env("OUTBOX_POLL_INTERVAL", "1.0"))
 OUTBOX_MAX_ATTEMPTS = int(env("OUTBOX_MAX_ATTEMPTS", "10"))
 OUTBOX_BACKOFF_BASE = float(env("OUTBOX_BACKOFF_BASE", "1.0"))

@@ -58,6 +58,15 @@ def get_messages(
     return received
 
 
+def sequences_by_subject(messages: list[amqp.Message]) -> dict[str, list[int]]:
+    """The ``ce-sequence`` of each aggregate's messages, in the order they arrived."""
+    sequences: dict[str, list[int]] = {}
+    for message in messages:
+        headers = message.properties["application_headers"]
+        sequences.setdefault(headers["ce-subject"], []).append(headers["ce-sequence"])
+    return sequences
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -48,7 +48,9 @@ def test_claim_checks_predecessors_per_row_not_with_an_anti_join():
     # Without fresh statistics PostgreSQL planned the anti-join as a nested loop without index
     # conditions (quadratic in the backlog); the query must keep a per-row subplan.
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + CLAIM_SQL, {"partitions": list(range(16)), "limit": 500})
+        cursor.execute(
+            "EXPLAIN " + CLAIM_SQL, {"partitions": list(range(16)), "limit": 500, "exclude": [7]}
+        )
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "SubPlan" in plan

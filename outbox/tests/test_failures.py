@@ -148,14 +148,17 @@ def test_broker_nack_is_a_failed_attempt(event_type, broker):
     )
 
 
-def test_later_events_of_a_failing_aggregate_wait_for_it(make_event_type, broker):
-    # Given aggregate "a" whose first event is unroutable and whose second is routable
+def failing_aggregate(make_event_type, broker) -> tuple[str, list[OutboxMessage]]:
+    """Aggregate "a" whose first event is unroutable and whose second is routable, and "b"."""
     exchange = unique("test.outbox")
     unroutable, routed = make_event_type(exchange=exchange), make_event_type(exchange=exchange)
     queue = bind_queue(broker, exchange, routed.type)
-    first = record(unroutable, "a")
-    second = record(routed, "a")
-    other = record(routed, "b")
+    return queue, [record(unroutable, "a"), record(routed, "a"), record(routed, "b")]
+
+
+def test_later_events_of_a_failing_aggregate_wait_for_it(make_event_type, broker):
+    # Given aggregate "a" whose first event is unroutable and whose second is routable
+    queue, (first, second, other) = failing_aggregate(make_event_type, broker)
 
     # When the relay runs: "a"'s second event must not overtake its first; "b" is not held up
     relay_once()
@@ -169,6 +172,24 @@ def test_later_events_of_a_failing_aggregate_wait_for_it(make_event_type, broker
     first.refresh_from_db()
     assert first.state == OutboxMessage.State.PARKED
     assert published_ids(broker, queue, 1) == [str(second.event_id)]
+
+
+def test_successor_claimed_in_a_later_batch_waits_for_a_failing_row_in_flight(
+    make_event_type, broker
+):
+    # Given aggregate "a" whose first event is unroutable, and batches of one row, so that the
+    # relay claims a#2 while a#1 is still waiting for its confirm
+    queue, (first, second, other) = failing_aggregate(make_event_type, broker)
+
+    # When the relay runs with several one-row batches in flight
+    Relay(once=True, batch_size=1).run()
+
+    # Then a#2 did not overtake a#1, and "b" was not held up
+    assert published_ids(broker, queue, 1) == [str(other.event_id)]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, first.attempts) == (OutboxMessage.State.PENDING, 1)
+    assert (second.state, second.attempts) == (OutboxMessage.State.PENDING, 0)
 
 
 def test_parked_row_is_published_after_retry_now(make_event_type, broker):

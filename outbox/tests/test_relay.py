@@ -10,7 +10,7 @@ from outbox.models import OutboxMessage
 from outbox.recording import record_event
 from outbox.relay import Relay
 
-from .helpers import bind_queue, get_messages, make_payload
+from .helpers import bind_queue, get_messages, make_payload, sequences_by_subject
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,10 +124,30 @@ def test_many_events_keep_their_order_per_aggregate(event_type, broker):
     # A small batch size forces several batches, each with several events per aggregate
     assert relay_once(batch_size=16) == 60
 
-    sequences: dict[str, list[int]] = {}
-    for message in get_messages(broker, queue, 60):
-        headers = message.properties["application_headers"]
-        sequences.setdefault(headers["ce-subject"], []).append(headers["ce-sequence"])
+    sequences = sequences_by_subject(get_messages(broker, queue, 60))
     assert sum(len(s) for s in sequences.values()) == 60
     for subject, seen in sequences.items():
         assert seen == list(range(1, len(seen) + 1)), subject
+
+
+def test_several_batches_in_flight_publish_every_row_once_in_order(event_type, broker, settings):
+    # Given many more rows than one batch, some aggregates with many events, others with one
+    settings.OUTBOX_MAX_IN_FLIGHT = 200
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        for n in range(300):
+            aggregate = f"busy-{n % 5}" if n % 2 else f"single-{n}"
+            record_event(event_type, aggregate_id=aggregate, payload=make_payload(str(n)))
+
+    # When the relay claims batch after batch while earlier ones wait for their confirms
+    assert relay_once(batch_size=20) == 300
+
+    # Then each row went out exactly once (a claim never brought a row in flight again)
+    messages = get_messages(broker, queue, 300)
+    assert get_messages(broker, queue, 1, timeout=0.3) == []
+    ids = [m.properties["message_id"] for m in messages]
+    assert len(ids) == len(set(ids)) == 300
+    # And each aggregate's events in sequence order
+    for subject, seen in sequences_by_subject(messages).items():
+        assert seen == list(range(1, len(seen) + 1)), subject
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()

@@ -21,6 +21,7 @@ from .helpers import (
     bind_queue,
     get_messages,
     make_payload,
+    sequences_by_subject,
     wait_for,
 )
 
@@ -164,11 +165,7 @@ def test_two_relays_share_partitions_and_keep_order_per_aggregate(event_type, br
     messages = get_messages(broker, queue, total, timeout=10)
     assert len(messages) == total
     assert get_messages(broker, queue, 1, timeout=0.2) == []
-    sequences: dict[str, list[int]] = {}
-    for message in messages:
-        headers = message.properties["application_headers"]
-        sequences.setdefault(headers["ce-subject"], []).append(headers["ce-sequence"])
-    for aggregate, seen in sequences.items():
+    for aggregate, seen in sequences_by_subject(messages).items():
         assert seen == list(range(1, len(seen) + 1)), aggregate
     # And both relays did part of the work
     for relay in relays:
