@@ -102,6 +102,15 @@ def _row(values: tuple) -> ClaimedRow:
     return row
 
 
+def id_array(ids: Iterable[int]) -> str:
+    """A bigint[] literal of ``ids``, for a ``::bigint[]`` parameter.
+
+    psycopg's client-side binding adapts a Python list element by element (a dumper call and a
+    quote per id): for the claim's exclusion list and the marks, a tenth of the relay's CPU.
+    """
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 def claim_batch(
     *,
     partitions: Iterable[int],
@@ -123,7 +132,7 @@ def claim_batch(
     if not partitions:
         return []
     with connections[using].cursor() as cursor:
-        params = {"partitions": partitions, "limit": limit, "exclude": list(exclude)}
+        params = {"partitions": partitions, "limit": limit, "exclude": id_array(exclude)}
         cursor.execute(CLAIM_SQL, params)
         return [_row(values) for values in cursor.fetchall()]
 
@@ -162,7 +171,7 @@ def mark_published(messages: list[ClaimedRow], *, using: str = "default") -> int
         return 0
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO off")
-        cursor.execute(MARK_PUBLISHED_SQL, {"ids": [m.id for m in messages]})
+        cursor.execute(MARK_PUBLISHED_SQL, {"ids": id_array(m.id for m in messages)})
         return cursor.rowcount
 
 

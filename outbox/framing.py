@@ -108,10 +108,16 @@ def _shortstr(value: str) -> bytes:
     return bytes((len(data),)) + data  # ValueError above 255 bytes, like py-amqp's error
 
 
+@functools.lru_cache(maxsize=1024)
+def _key(name: str) -> bytes:
+    """A header name as a shortstr: a handful of names, each encoded once."""
+    return _shortstr(name)
+
+
 def _table(table: dict) -> bytes:
     parts: list[bytes] = []
     for key, value in table.items():
-        parts.append(_shortstr(key))
+        parts.append(_key(key))
         kind = type(value)
         if kind is str:
             data = value.encode("utf-8", "surrogatepass")

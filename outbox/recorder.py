@@ -3,10 +3,12 @@
 Marking 500 rows published is one ``UPDATE``, but it writes a new version of every row and an
 entry in each of the table's indexes: as long as encoding and sending the next rows. Done in a
 thread, the relay keeps sending while PostgreSQL writes (psycopg releases the GIL while it
-waits), instead of taking turns. One thread, jobs in submission order, so outcomes are
-committed in the order the confirms came. The relay keeps the rows of a job in memory (and out
-of its claims) until the job is committed, and learns that through ``finished()``; a socket
-becomes readable when a job ends, so the relay can wait for it together with the broker.
+waits), instead of taking turns. One job at a time, in the order the confirms came; what
+arrives while a job runs is committed together by the next one (one UPDATE for all of it: the
+busier the relay, the larger and cheaper per row its marks). The relay keeps the rows of a job
+in memory (and out of its claims) until the job is committed, and learns that through
+``finished()``; a socket becomes readable when a job ends, so the relay can wait for it
+together with the broker.
 """
 
 import contextlib
@@ -49,22 +51,37 @@ class Recorder:
         self.using = using
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-recorder")
         self._jobs: deque[tuple[Future, list[ClaimedRow], list[Failure]]] = deque()
+        # Outcomes waiting for the running job to end, committed together by the next one.
+        self._next_published: list[ClaimedRow] = []
+        self._next_failures: list[Failure] = []
         self._signal_in, self._signal_out = socket.socketpair()
         self._signal_in.setblocking(False)
         self._test_pause = float(os.environ.get(TEST_PAUSE_ENV) or 0)
 
     def __len__(self) -> int:
-        return len(self._jobs)
+        """Jobs running or waiting (rows whose outcome is not committed yet, if not 0)."""
+        return len(self._jobs) + bool(self._next_published or self._next_failures)
 
     def fileno(self) -> int:
         """Readable when a job has ended (committed or failed)."""
         return self._signal_in.fileno()
 
     def submit(self, published: list[ClaimedRow], failures: list[Failure]) -> None:
-        """Mark ``published`` and record ``failures``, after every job submitted before."""
-        if published or failures:
-            future = self._executor.submit(self._commit, published, failures)
-            self._jobs.append((future, published, failures))
+        """Mark ``published`` and record ``failures``, after everything submitted before."""
+        self._next_published += published
+        self._next_failures += failures
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self._jobs or not (self._next_published or self._next_failures):
+            return
+        published, failures = self._next_published, self._next_failures
+        self._next_published, self._next_failures = [], []
+        future = self._executor.submit(self._commit, published, failures)
+        # Signalled once the future is done (not from inside the job), so a relay that reads
+        # the signal always finds the job finished: no wake-up lost in between.
+        future.add_done_callback(self._signal)
+        self._jobs.append((future, published, failures))
 
     def finished(self, timeout: float = 0.0) -> list[Recorded]:
         """The jobs that ended, oldest first (waiting up to ``timeout`` for the oldest).
@@ -84,20 +101,20 @@ class Recorder:
                 break
             self._jobs.popleft()
             done.append(Recorded(published, failures, future.result()))
+            self._start_next()
         return done
 
     def wait_all(self) -> list[Recorded]:
         """Every outstanding job, once it ended."""
         done: list[Recorded] = []
-        while self._jobs:
+        while len(self):
             done += self.finished(timeout=1.0)
         return done
 
     def abandon(self) -> None:
         """Forget outstanding jobs after a connection problem (their rows are published again);
         wait for the one running, so its thread is idle when the relay reconnects."""
-        for future, _, _ in self._jobs:
-            future.cancel()
+        self._next_published, self._next_failures = [], []
         for future, _, _ in self._jobs:
             with contextlib.suppress(Exception):
                 future.exception()
@@ -130,9 +147,10 @@ class Recorder:
         except DatabaseError:
             self._close_connection()  # reopened by the next job
             raise
-        finally:
-            with contextlib.suppress(OSError):
-                self._signal_out.send(b"\0")
+
+    def _signal(self, future: Future) -> None:
+        with contextlib.suppress(OSError):
+            self._signal_out.send(b"\0")
 
     def _close_connection(self) -> None:
         with contextlib.suppress(DatabaseError):
