@@ -87,6 +87,13 @@ CONSUMER_EVENTS = Counter(
     "Deliveries a consumer service dealt with, by outcome.",
     ["service", "event_type", "outcome"],
 )
+# Deliveries refused because their signature did not verify (they are also dead_lettered above):
+# any of them is worth a look, most are a security incident (docs/security.md).
+CONSUMER_SIGNATURE_FAILURES = Counter(
+    "outbox_consumer_signature_failures",
+    "Deliveries dead-lettered because their signature did not verify, by kind of failure.",
+    ["service", "kind"],
+)
 CONSUMER_HANDLING_SECONDS = Histogram(
     "outbox_consumer_handling_seconds",
     "Time to handle one event: the handler and its transaction (inbox row included).",

@@ -54,11 +54,23 @@ class SigningConfigError(OutboxError):
 class InvalidSignature(PermanentError):
     """A delivery is unsigned, forged, altered, signed with an unknown key or another source's.
 
-    Terminal: the consumer dead-letters it with this message as the reason.
+    Terminal: the consumer dead-letters it with this message as the reason. ``kind`` is one of
+    :data:`FAILURE_KINDS` (a bounded metric label; the message has the details).
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
         super().__init__(f"signature check failed: {reason}")
+
+
+# Why a signature check failed, in words a dashboard can group by.
+FAILURE_KINDS = (
+    "unsigned",  # no signature at all
+    "malformed",  # half a signature, or a scheme this code does not know
+    "unknown_key",  # a key id not configured here (retired, or not added yet)
+    "source_mismatch",  # a key of another source, or a type its source does not publish
+    "bad_signature",  # forged, or altered after signing
+)
 
 
 @dataclass(frozen=True)
@@ -241,25 +253,30 @@ def verify(
     keyring = keyring if keyring is not None else get_keyring()
     signature, key_id = _text(headers.get(SIGNATURE_HEADER)), _text(headers.get(KEY_ID_HEADER))
     if not signature and not key_id:
-        raise InvalidSignature(f"unsigned event (no {SIGNATURE_HEADER} header)")
+        raise InvalidSignature("unsigned", f"unsigned event (no {SIGNATURE_HEADER} header)")
     if not signature or not key_id:
-        raise InvalidSignature(f"{SIGNATURE_HEADER} and {KEY_ID_HEADER} must both be present")
+        raise InvalidSignature(
+            "malformed", f"{SIGNATURE_HEADER} and {KEY_ID_HEADER} must both be present"
+        )
     key = keyring.by_id(key_id)
     if key is None:
         raise InvalidSignature(
+            "unknown_key",
             f"unknown key id {key_id!r} (not in this consumer's OUTBOX_SIGNING_KEYS: "
-            "a retired key, or a new one not configured here yet)"
+            "a retired key, or a new one not configured here yet)",
         )
     if key.source != envelope.source:
         raise InvalidSignature(
+            "source_mismatch",
             f"source mismatch: key {key_id!r} belongs to {key.source!r}, "
-            f"the event claims source {envelope.source!r}"
+            f"the event claims source {envelope.source!r}",
         )
     if not signature.startswith(f"{SCHEME}="):
-        raise InvalidSignature(f"unsupported signature scheme in {signature[:16]!r}")
+        raise InvalidSignature("malformed", f"unsupported signature scheme in {signature[:16]!r}")
     if not hmac.compare_digest(signature, _digest(envelope, payload, key)):
         raise InvalidSignature(
-            f"bad signature (key {key_id!r}): the event was forged, or altered after it was signed"
+            "bad_signature",
+            f"bad signature (key {key_id!r}): the event was forged, or altered after it was signed",
         )
     return key
 

@@ -48,6 +48,7 @@ from outbox.consumer.service import ConsumerService, Handler
 from outbox.consumer.verification import verify_event
 from outbox.exceptions import PermanentError, RetryLater, UnknownEventType
 from outbox.registry import get_event_type, get_validator
+from outbox.signing import InvalidSignature
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,10 @@ class Dispatcher:
                     verify_event(event, message.properties)
                 handler = self._resolve(event)
             except PermanentError as exc:
-                return self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
+                decision = self._dead(message, reason=str(exc), attempts=retries + 1, event=None)
+                if isinstance(exc, InvalidSignature) and decision is Decision.ACK:
+                    metrics.CONSUMER_SIGNATURE_FAILURES.labels(self.service.name, exc.kind).inc()
+                return decision
             return self._handle(message, event, handler, retries=retries, received_at=received_at)
 
     def _handle(

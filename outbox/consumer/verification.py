@@ -51,8 +51,9 @@ def verify_event(
     publisher = event_type.source or get_settings().source
     if event.source != publisher:
         raise InvalidSignature(
+            "source_mismatch",
             f"source mismatch: {event.type} v{event.version} is published by {publisher!r}, "
-            f"not by {event.source!r}"
+            f"not by {event.source!r}",
         )
     return key
 

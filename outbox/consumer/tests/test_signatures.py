@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.db import transaction
+from prometheus_client import REGISTRY
 
 from outbox.consumer.dead_letters import collect, requeue
 from outbox.consumer.models import DeadLetter, InboxEntry
@@ -98,17 +99,22 @@ def _type_of_another_source(bed):
 
 
 @pytest.mark.parametrize(
-    ("make_message", "reason"),
+    ("make_message", "reason", "kind"),
     [
-        (_unsigned, "unsigned event (no x-outbox-signature header)"),
-        (_forged, "bad signature (key 'prod-1')"),
-        (_wrong_key_id, "unknown key id 'prod-9'"),
-        (_tampered_body, "forged, or altered after it was signed"),
-        (_tampered_envelope, "forged, or altered after it was signed"),
-        (_key_of_another_source, "source mismatch: key 'other-1' belongs to 'test.other'"),
+        (_unsigned, "unsigned event (no x-outbox-signature header)", "unsigned"),
+        (_forged, "bad signature (key 'prod-1')", "bad_signature"),
+        (_wrong_key_id, "unknown key id 'prod-9'", "unknown_key"),
+        (_tampered_body, "forged, or altered after it was signed", "bad_signature"),
+        (_tampered_envelope, "forged, or altered after it was signed", "bad_signature"),
+        (
+            _key_of_another_source,
+            "source mismatch: key 'other-1' belongs to 'test.other'",
+            "source_mismatch",
+        ),
         (
             _type_of_another_source,
             "is published by 'test.producer', not by 'test.other'",
+            "source_mismatch",
         ),
     ],
     ids=[
@@ -122,7 +128,7 @@ def _type_of_another_source(bed):
     ],
 )
 def test_an_event_that_does_not_verify_is_dead_lettered_and_never_applied(
-    bed, make_message, reason
+    bed, make_message, reason, kind
 ):
     # given a bad event followed by a good one
     bad = make_message(bed)
@@ -146,6 +152,9 @@ def test_an_event_that_does_not_verify_is_dead_lettered_and_never_applied(
     # and the worker went on: the good event was handled
     assert [str(call.id) for call in bed.calls] == [good.properties["message_id"]]
     assert queue_depth(bed.service.queue_name) == 0
+    # and the failure is counted for the operators' alert, by kind
+    labels = {"service": bed.service.name, "kind": kind}
+    assert REGISTRY.get_sample_value("outbox_consumer_signature_failures_total", labels) == 1
 
 
 def test_events_recorded_and_relayed_verify_after_the_jsonb_round_trip(bed):
