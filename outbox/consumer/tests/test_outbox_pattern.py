@@ -12,7 +12,7 @@ from io import StringIO
 import amqp
 import psycopg
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from outbox.consumer.models import InboxEntry
@@ -231,3 +231,18 @@ def _backend_alive(pid: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
         return cursor.fetchone() is not None
+
+
+def test_import_without_a_signing_key_for_the_source_stops_and_writes_nothing(
+    bed, outbox_pattern, settings
+):
+    # Given a scheduled row, and a process that has no signing key for the events' source
+    [row_id] = peer_create(outbox_pattern, [placed(bed, "o-1")])
+    settings.OUTBOX_SOURCE = "unkeyed-source"
+
+    # When the import runs, then it stops with the reason
+    with pytest.raises(CommandError, match="unkeyed-source"):
+        import_rows()
+
+    # And nothing was moved: the row is still its publisher's, our outbox is empty
+    assert statuses([row_id]) == [1] and OutboxMessage.objects.count() == 0

@@ -15,6 +15,7 @@ from outbox.outbox_pattern_import import (
     TableMissing,
     outbox_pattern_import,
 )
+from outbox.signing import SigningConfigError
 
 
 class Command(BaseCommand):
@@ -41,7 +42,8 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 dry_run=options["dry_run"],
             )
-        except TableMissing as exc:
+        except (TableMissing, SigningConfigError) as exc:
+            # Nothing of the failing batch was written: fix the cause and run it again.
             raise CommandError(str(exc)) from exc
         for line in report_lines(report):
             self.stdout.write(line)
