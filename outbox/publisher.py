@@ -8,8 +8,8 @@ want exactly that (replay). Waiting once per round or window instead of once per
 takes a relay from ~1k to >10k msg/s. Each row ends in exactly one bucket:
 
 * ``published`` - acked and not returned: safe to mark published;
-* ``failed``    - this row's own problem (nack, unroutable, too large, missing exchange): retried
-  with backoff, then parked;
+* ``failed``    - this row's own problem (nack, unroutable, missing exchange): retried with
+  backoff, then parked; too large or not encodable as AMQP: parked at once;
 * ``unsettled`` - the outcome is unknown because the channel or connection went away: left
   untouched and published again later (consumers deduplicate by event id).
 """
@@ -17,6 +17,7 @@ takes a relay from ~1k to >10k msg/s. Each row ends in exactly one bucket:
 import contextlib
 import logging
 import re
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -181,7 +182,14 @@ class Publisher:
             # Properties (the CloudEvents headers among them) encoded once, for the size check
             # and the frames.
             body = encode_body(message)
-            properties = encode_properties(amqp_properties(message))
+            try:
+                properties = encode_properties(amqp_properties(message))
+            except (ValueError, TypeError, struct.error) as exc:
+                # Terminal: e.g. a property over a shortstr's 255 bytes. Raised out of here it
+                # would stop the relay at this row on every restart.
+                failure = Failure(message, f"cannot be encoded as AMQP: {exc}", terminal=True)
+                self._settled.failed.append(failure)
+                continue
             problem = self._preflight(message, len(body) + len(properties), missing)
             if problem is not None:
                 self._settled.failed.append(problem)

@@ -133,6 +133,26 @@ def test_too_large_row_is_parked_at_once(event_type, broker, settings):
     assert "too large" in huge.last_error
 
 
+def test_row_whose_properties_cannot_be_encoded_is_parked_at_once(event_type, broker):
+    # Given a correlation id of 100 characters (the column's limit) but 300 bytes of UTF-8: too
+    # long for the AMQP shortstr property it travels in (255 bytes)
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        unsendable = record_event(
+            event_type, aggregate_id="o-1", payload=make_payload("o-1"), correlation_id="€" * 100
+        )
+    small = record(event_type, "o-2")
+
+    # When the relay runs, it neither crashes nor retries the row: the same bytes fail every time
+    relay_once()
+
+    # Then the other row is published and the unsendable one is parked with the reason
+    assert published_ids(broker, queue, 1) == [str(small.event_id)]
+    unsendable.refresh_from_db()
+    assert (unsendable.state, unsendable.attempts) == (OutboxMessage.State.PARKED, 1)
+    assert "cannot be encoded" in unsendable.last_error
+
+
 def test_broker_nack_is_a_failed_attempt(event_type, broker):
     # A full queue that rejects publishes makes RabbitMQ nack the message
     bind_queue(broker, event_type.exchange, **{"x-max-length": 0, "x-overflow": "reject-publish"})
