@@ -6,7 +6,6 @@ from ``FOR UPDATE SKIP LOCKED``, which would let two relays split one aggregate'
 """
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,7 +123,8 @@ def claim_batch(
     taken before commit, so a row with a smaller id can become visible after a larger one and a
     cursor would skip it for good. A row is held back while an earlier row of its aggregate is
     waiting for a retry, so it cannot overtake it. Earlier rows that are due are in the same
-    batch (per aggregate, ids grow with sequence), and ``plan_waves`` keeps them first.
+    batch or already held by the caller (per aggregate, ids grow with sequence), and
+    ``pipeline.Pipeline`` sends them first.
     ``exclude``: ids of rows the caller already holds (in flight, or published and not yet
     marked), so a claim made while earlier rows are in flight brings only rows it does not have.
     """
@@ -135,28 +135,6 @@ def claim_batch(
         params = {"partitions": partitions, "limit": limit, "exclude": id_array(exclude)}
         cursor.execute(CLAIM_SQL, params)
         return [_row(values) for values in cursor.fetchall()]
-
-
-def plan_waves(messages: list[ClaimedRow]) -> list[list[ClaimedRow]]:
-    """Split a batch so no aggregate has two rows in one confirm round.
-
-    Wave *k* holds the *k*-th row of each aggregate. A wave is confirmed before the next one is
-    sent, so when a row fails, its aggregate's later rows can be held back instead of
-    overtaking it. A batch of distinct aggregates (the common case) is a single wave.
-    """
-    per_aggregate: dict[tuple[str, str], list[ClaimedRow]] = defaultdict(list)
-    for message in messages:
-        per_aggregate[(message.aggregate_type, message.aggregate_id)].append(message)
-    waves: list[list[ClaimedRow]] = []
-    for rows in per_aggregate.values():
-        rows.sort(key=lambda m: m.sequence)
-        for index, message in enumerate(rows):
-            if index == len(waves):
-                waves.append([])
-            waves[index].append(message)
-    for wave in waves:
-        wave.sort(key=lambda m: m.id)
-    return waves
 
 
 def mark_published(messages: list[ClaimedRow], *, using: str = "default") -> int:

@@ -1,9 +1,9 @@
-"""Claiming: which rows a relay takes next, and in which confirm round each one goes."""
+"""Claiming: which rows a relay takes next."""
 
 import pytest
 from django.db import connection, transaction
 
-from outbox.claiming import CLAIM_SQL, claim_batch, plan_waves
+from outbox.claiming import CLAIM_SQL, claim_batch
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
 
@@ -17,20 +17,6 @@ def record_many(event_type, aggregates: list[str]) -> list[OutboxMessage]:
         return [
             record_event(event_type, aggregate_id=a, payload=make_payload(a)) for a in aggregates
         ]
-
-
-def test_waves_hold_one_row_per_aggregate_in_sequence_order(event_type):
-    rows = record_many(event_type, ["a", "b", "a", "c", "a", "b"])
-
-    waves = plan_waves(claim_batch(partitions=range(16), limit=100))
-
-    as_pairs = [[(m.aggregate_id, m.sequence) for m in wave] for wave in waves]
-    assert as_pairs == [
-        [("a", 1), ("b", 1), ("c", 1)],
-        [("a", 2), ("b", 2)],
-        [("a", 3)],
-    ]
-    assert sum(len(w) for w in waves) == len(rows)
 
 
 def test_claim_takes_only_leased_partitions_and_respects_the_limit(event_type):
