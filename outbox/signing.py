@@ -273,7 +273,10 @@ def verify(
         )
     if not signature.startswith(f"{SCHEME}="):
         raise InvalidSignature("malformed", f"unsupported signature scheme in {signature[:16]!r}")
-    if not hmac.compare_digest(signature, _digest(envelope, payload, key)):
+    # Compared as bytes: compare_digest raises TypeError for a str with non-ASCII characters,
+    # which would turn a garbled signature into a crash of the check instead of a dead letter.
+    expected = _digest(envelope, payload, key).encode()
+    if not hmac.compare_digest(signature.encode(), expected):
         raise InvalidSignature(
             "bad_signature",
             f"bad signature (key {key_id!r}): the event was forged, or altered after it was signed",

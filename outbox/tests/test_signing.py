@@ -177,6 +177,15 @@ def test_unsigned_unknown_key_and_half_signed_events_fail_with_their_reason():
         verify(envelope(), PAYLOAD, other_scheme, keyring=keyring)
 
 
+def test_a_signature_that_is_not_hex_fails_as_a_bad_signature():
+    # hmac.compare_digest refuses non-ASCII str: the check must still end in InvalidSignature
+    keyring = parse_keyring(MONO_1)
+    headers = sign(envelope(), PAYLOAD, keyring.current("shop.monolith"))
+    garbled = {**headers, SIGNATURE_HEADER: "v1=" + "é" * 64}
+    with pytest.raises(InvalidSignature, match="bad signature"):
+        verify(envelope(), PAYLOAD, garbled, keyring=keyring)
+
+
 def test_a_signature_from_another_key_of_the_same_source_fails():
     # the key id is part of what is signed: relabelling a signature does not help either
     keyring = parse_keyring(f"{MONO_1},{MONO_2}")

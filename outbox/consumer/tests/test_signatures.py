@@ -81,6 +81,13 @@ def _tampered_envelope(bed):
     return message
 
 
+def _non_ascii_signature(bed):
+    # not hex at all: must fail like any bad signature, not crash the check (and requeue)
+    message = event_message(bed.placed)
+    headers_of(message)[SIGNATURE_HEADER] = "v1=" + "é" * 64
+    return message
+
+
 def _key_of_another_source(bed):
     # the other service signs with its own valid key an event that claims the producer's source
     message = event_message(bed.placed)
@@ -106,6 +113,7 @@ def _type_of_another_source(bed):
         (_wrong_key_id, "unknown key id 'prod-9'", "unknown_key"),
         (_tampered_body, "forged, or altered after it was signed", "bad_signature"),
         (_tampered_envelope, "forged, or altered after it was signed", "bad_signature"),
+        (_non_ascii_signature, "bad signature (key 'prod-1')", "bad_signature"),
         (
             _key_of_another_source,
             "source mismatch: key 'other-1' belongs to 'test.other'",
@@ -123,6 +131,7 @@ def _type_of_another_source(bed):
         "wrong-key-id",
         "tampered-body",
         "tampered-envelope",
+        "non-ascii-signature",
         "key-of-another-source",
         "type-of-another-source",
     ],
