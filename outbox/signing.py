@@ -275,7 +275,14 @@ def verify(
         raise InvalidSignature("malformed", f"unsupported signature scheme in {signature[:16]!r}")
     # Compared as bytes: compare_digest raises TypeError for a str with non-ASCII characters,
     # which would turn a garbled signature into a crash of the check instead of a dead letter.
-    expected = _digest(envelope, payload, key).encode()
+    try:
+        expected = _digest(envelope, payload, key).encode()
+    except ValueError as exc:
+        # NaN or an infinite number (``1e400``) in the body: json.loads reads them, the
+        # canonical form (like the producer's json.dumps) refuses them, so nobody signed this.
+        raise InvalidSignature(
+            "bad_signature", f"bad signature (key {key_id!r}): the payload is not signable: {exc}"
+        ) from None
     if not hmac.compare_digest(signature.encode(), expected):
         raise InvalidSignature(
             "bad_signature",

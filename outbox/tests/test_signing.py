@@ -186,6 +186,15 @@ def test_a_signature_that_is_not_hex_fails_as_a_bad_signature():
         verify(envelope(), PAYLOAD, garbled, keyring=keyring)
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf")], ids=["NaN", "1e400"])
+def test_a_payload_with_a_number_json_cannot_carry_fails_as_a_bad_signature(number):
+    # json.loads reads NaN and 1e400 (inf) from a body; no producer can have signed them
+    keyring = parse_keyring(MONO_1)
+    headers = sign(envelope(), PAYLOAD, keyring.current("shop.monolith"))
+    with pytest.raises(InvalidSignature, match="the payload is not signable"):
+        verify(envelope(), {**PAYLOAD, "total": number}, headers, keyring=keyring)
+
+
 def test_a_signature_from_another_key_of_the_same_source_fails():
     # the key id is part of what is signed: relabelling a signature does not help either
     keyring = parse_keyring(f"{MONO_1},{MONO_2}")

@@ -88,6 +88,13 @@ def _non_ascii_signature(bed):
     return message
 
 
+def _nan_in_body(bed):
+    # Python's json reads NaN: the check must refuse it, not crash on it (and requeue)
+    message = event_message(bed.placed, payload={"order_id": "o-1", "total": "10.00"})
+    message.body = b'{"order_id": "o-1", "total": NaN}'
+    return message
+
+
 def _key_of_another_source(bed):
     # the other service signs with its own valid key an event that claims the producer's source
     message = event_message(bed.placed)
@@ -114,6 +121,7 @@ def _type_of_another_source(bed):
         (_tampered_body, "forged, or altered after it was signed", "bad_signature"),
         (_tampered_envelope, "forged, or altered after it was signed", "bad_signature"),
         (_non_ascii_signature, "bad signature (key 'prod-1')", "bad_signature"),
+        (_nan_in_body, "the payload is not signable", "bad_signature"),
         (
             _key_of_another_source,
             "source mismatch: key 'other-1' belongs to 'test.other'",
@@ -132,6 +140,7 @@ def _type_of_another_source(bed):
         "tampered-body",
         "tampered-envelope",
         "non-ascii-signature",
+        "nan-in-body",
         "key-of-another-source",
         "type-of-another-source",
     ],
