@@ -302,8 +302,14 @@ class Relay:
                 self._settle_all()
             if self.leases.held:
                 self.leases.release_all()
-        except (DatabaseError, *CONNECTION_ERRORS):
-            pass  # the session is gone, and its locks with it; unmarked rows go out again
+        except (DatabaseError, *CONNECTION_ERRORS) as exc:
+            # The session is gone, and its locks with it; unmarked rows go out again. Said, so
+            # the duplicates that follow a stop have a reason in the log.
+            logger.warning(
+                "stopping without settling the rows in flight (published again later): %s: %s",
+                type(exc).__name__,
+                exc,
+            )
         self.publisher.close()
         self.wakeup.close()
         self.recorder.close()
