@@ -107,7 +107,7 @@ INVALID_TYPE = "invalid"
 
 
 def count_published(database: str, event_types: Iterable[str]) -> None:
-    """Count a confirm round's published events: one increment per event type, not per row."""
+    """Count a committed batch of published events: one increment per event type, not per row."""
     for event_type, number in Tally(event_types).items():
         RELAY_PUBLISHED.labels(database, event_type).inc(number)
 
