@@ -152,7 +152,9 @@ def decode_payload(body: bytes | str) -> dict[str, Any]:
     raw = body.encode() if isinstance(body, str) else bytes(body)
     try:
         payload = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser follows. Not a ValueError, and anything
+        # but InvalidEnvelope would requeue the delivery over and over.
         raise InvalidEnvelope(f"malformed JSON body: {exc}") from exc
     if not isinstance(payload, dict):
         raise InvalidEnvelope(f"the body must be a JSON object, not {type(payload).__name__}")

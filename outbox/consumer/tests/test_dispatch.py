@@ -162,6 +162,13 @@ def _malformed_json(bed):
     return message
 
 
+def _deeply_nested_json(bed):
+    # valid JSON that Python's parser gives up on (RecursionError, not a ValueError)
+    message = event_message(bed.placed)
+    message.body = b'{"order_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return message
+
+
 def _missing_id(bed):
     message = event_message(bed.placed)
     del message.properties["application_headers"]["ce-id"]
@@ -186,12 +193,20 @@ def _schema_failure(bed):
     ("make_message", "reason"),
     [
         (_malformed_json, "malformed JSON body"),
+        (_deeply_nested_json, "malformed JSON body"),
         (_missing_id, "missing envelope field(s): ce-id"),
         (_unknown_type, "no handler for event type"),
         (_unknown_version, "unsupported version 2 of"),
         (_schema_failure, "payload fails the schema of"),
     ],
-    ids=["malformed-json", "missing-id", "unknown-type", "unknown-version", "schema-failure"],
+    ids=[
+        "malformed-json",
+        "deeply-nested-json",
+        "missing-id",
+        "unknown-type",
+        "unknown-version",
+        "schema-failure",
+    ],
 )
 def test_terminal_failures_go_to_dead_letters_at_once_and_the_next_event_flows(
     bed, make_message, reason
