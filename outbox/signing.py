@@ -140,11 +140,12 @@ def _parse_entry(entry: str) -> SigningKey:
     source, key_id, secret = parts
     if not _KEY_ID.match(key_id):
         raise SigningConfigError(
-            f"OUTBOX_SIGNING_KEYS: key id {key_id!r} must be 1-64 of A-Z a-z 0-9 . _ -"
+            f"OUTBOX_SIGNING_KEYS: a key id of source {source!r} must be 1-64 of A-Z a-z 0-9 . _ -"
         )
     if len(secret) < MIN_SECRET_LENGTH:
         raise SigningConfigError(
-            f"OUTBOX_SIGNING_KEYS: the secret of key {key_id!r} is shorter than "
+            # Not the key id either: with the two swapped by mistake, it is the secret.
+            f"OUTBOX_SIGNING_KEYS: a secret of source {source!r} is shorter than "
             f"{MIN_SECRET_LENGTH} characters (use secrets.token_urlsafe(32))"
         )
     return SigningKey(source=source, key_id=key_id, secret=secret.encode())

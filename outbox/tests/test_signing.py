@@ -68,8 +68,9 @@ def test_a_list_of_entries_is_accepted_too():
         ("shop.monolith:mono-1", "an entry is not"),
         ("shop.monolith::" + "a" * 40, "an entry is not"),
         ("shop.monolith:mono 1:" + "a" * 40, "an entry is not"),  # a space splits the entry
-        ("shop.monolith:mono/1:" + "a" * 40, "key id 'mono/1'"),
+        ("shop.monolith:mono/1:" + "a" * 40, "a key id of source 'shop.monolith'"),
         ("shop.monolith:mono-1:short", "shorter than 32"),
+        ("shop.monolith:" + "a" * 40 + ":mono-1", "shorter than 32"),  # id and secret swapped
         (f"{MONO_1},shop.payments:mono-1:{'d' * 40}", "listed twice"),
     ],
 )
