@@ -15,6 +15,10 @@ PENDING = Q(published_at__isnull=True, parked_at__isnull=True)
 PUBLISHED = Q(published_at__isnull=False)
 
 
+# Correlation and causation ids: any string a producer chooses, up to this length.
+MAX_ID_LENGTH = 100
+
+
 class OutboxMessage(models.Model):
     """One event recorded in the producer's transaction, published later by ``relay_outbox``."""
 
@@ -32,8 +36,8 @@ class OutboxMessage(models.Model):
     aggregate_type = models.CharField(max_length=100)
     aggregate_id = models.CharField(max_length=200, help_text="CloudEvents `subject`.")
     sequence = models.PositiveBigIntegerField(help_text="Gap-free, per aggregate.")
-    correlation_id = models.CharField(max_length=100)
-    causation_id = models.CharField(max_length=100, blank=True, default="")
+    correlation_id = models.CharField(max_length=MAX_ID_LENGTH)
+    causation_id = models.CharField(max_length=MAX_ID_LENGTH, blank=True, default="")
     occurred_at = models.DateTimeField(help_text="CloudEvents `time`.")
     headers = models.JSONField(default=dict, blank=True, help_text="Extra AMQP headers.")
     payload = models.JSONField(help_text="The event data, sent as the JSON body.")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from outbox.exceptions import OutboxError
+from outbox.models import MAX_ID_LENGTH
 from outbox.registry import EventType, all_event_types
 
 TABLE = "published"
@@ -122,11 +123,16 @@ def message_id(headers: dict[str, Any], fallback: Any = None) -> uuid.UUID:
 
 
 def correlation_id(headers: dict[str, Any], event_id: uuid.UUID) -> str:
-    """Its correlation header, else the event's own id (how our sagas start)."""
+    """Its correlation header, else the event's own id (how our sagas start).
+
+    A header longer than our envelope allows (``MAX_ID_LENGTH``; it takes any length) is not
+    kept either: the event then starts a correlation of its own instead of failing to import.
+    """
     value = headers.get(CORRELATION_HEADER)
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
-    return str(value).strip() if value is not None and str(value).strip() else str(event_id)
+    text = str(value).strip() if value is not None else ""
+    return text if text and len(text) <= MAX_ID_LENGTH else str(event_id)
 
 
 def is_outbox_pattern_message(properties: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from jsonschema.exceptions import best_match
 from outbox import tracing
 from outbox.conf import get_settings
 from outbox.exceptions import InvalidPayload, NotInTransaction
-from outbox.models import OutboxMessage
+from outbox.models import MAX_ID_LENGTH, OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.registry import EventType, get_validator
 from outbox.signing import sign_row
@@ -67,6 +67,9 @@ def record_event(
             "commits or rolls back with the change it describes"
         )
     aggregate_id = str(aggregate_id)
+    for name, value in (("correlation_id", correlation_id), ("causation_id", causation_id)):
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"record_event: {name} is longer than {MAX_ID_LENGTH} characters")
     validate_payload(event_type, payload)
     extra_headers = _clean_headers(event_type, headers or {})
     extra_headers.setdefault(tracing.HEADER, tracing.outgoing_traceparent())

@@ -77,3 +77,11 @@ def test_its_messages_are_told_from_ours_by_content_type_and_dop_headers():
     # Our relay's copy of an imported event keeps the dop-* headers but has a content type.
     assert not dop.is_outbox_pattern_message({**dop_headers, "content_type": "application/json"})
     assert not dop.is_outbox_pattern_message({"application_headers": {"ce-id": "x"}})
+
+
+def test_correlation_id_is_its_header_unless_missing_or_too_long_for_our_envelope():
+    event_id = uuid.uuid4()
+    assert dop.correlation_id({"dop-correlation-id": "order-7"}, event_id) == "order-7"
+    assert dop.correlation_id({}, event_id) == str(event_id)
+    # It takes any length; ours stops at 100 characters: the event starts its own correlation.
+    assert dop.correlation_id({"dop-correlation-id": "é" * 101}, event_id) == str(event_id)

@@ -127,6 +127,14 @@ def test_invalid_payload_is_refused_with_its_path(event_type, bad_payload, path,
     assert event_type.type in str(error.value)
 
 
+@pytest.mark.parametrize("name", ["correlation_id", "causation_id"])
+def test_an_id_longer_than_the_envelope_allows_is_refused_clearly(event_type, name):
+    with pytest.raises(ValueError, match=f"{name} is longer than 100"), transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload(), **{name: "x" * 101})
+
+    assert not OutboxMessage.objects.exists()
+
+
 def test_non_json_values_are_refused_clearly(event_type):
     with pytest.raises(InvalidPayload, match="pass decimals"), transaction.atomic():
         record_event(
