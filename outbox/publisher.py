@@ -149,8 +149,18 @@ class Publisher:
             self._write(messages, missing)
         except amqp.exceptions.ChannelError as exc:
             self._on_channel_closed(exc)
+            self._account_for(messages)
         except CONNECTION_ERRORS as exc:
             self._lose_connection(exc)
+            self._account_for(messages)
+
+    def _account_for(self, messages: list[OutboxMessage]) -> None:
+        """Rows of an interrupted ``send()`` that were never written (the error came first, e.g.
+        from an exchange check or opening the channel): unsettled, so the relay releases them
+        and publishes them again, instead of holding them — and their aggregates — forever."""
+        reported = {id(m) for m in self._settled.unsettled}
+        reported.update(id(failure.message) for failure in self._settled.failed)
+        self._settled.unsettled += [m for m in messages if id(m) not in reported]
 
     def collect(self, timeout: float = 0.0) -> RoundResult:
         """What became of sent rows since the last call.

@@ -3,6 +3,7 @@
 import json
 import time
 
+import amqp
 import pytest
 from django.db import transaction
 
@@ -112,6 +113,34 @@ def test_exchange_deleted_under_a_live_channel(make_event_type, broker):
         assert published_ids(broker, queue, 1) == [str(bystander.event_id)]
     finally:
         publisher.close()
+
+
+class RefusingChecks(Publisher):
+    """A publisher whose exchange check meets a channel error other than "not found" (say,
+    access refused). Injected here because no setting of the real broker produced one."""
+
+    def _exchange_exists(self, name: str) -> bool:
+        raise amqp.exceptions.AccessRefused(f"no access to exchange {name!r}")
+
+
+def test_rows_a_channel_error_stopped_before_they_were_written_are_unsettled(event_type, broker):
+    queue = bind_queue(broker, event_type.exchange)
+    rows = [record(event_type, "o-1"), record(event_type, "o-2")]
+    publisher = RefusingChecks(
+        url=get_settings().broker_url, confirm_timeout=5, max_message_bytes=10**6
+    )
+    publisher.connect()
+    try:
+        # When the error comes before any row is written
+        publisher.send(rows)
+        result = publisher.collect()
+    finally:
+        publisher.close()
+
+    # Then every row is accounted for (unsettled: published again later), none held or lost
+    assert [m.event_id for m in result.unsettled] == [r.event_id for r in rows]
+    assert (result.published, result.failed) == ([], [])
+    assert get_messages(broker, queue, 1, timeout=0.5) == []
 
 
 def test_too_large_row_is_parked_at_once(event_type, broker, settings):
