@@ -437,8 +437,15 @@ def check(
     recoveries = _recoveries(faults, latency)
     # The file backend ends every message with a line of 79 dashes (files may hold several).
     separator = "\n" + "-" * 79 + "\n"
-    mails_written = sum(
-        p.read_text(errors="replace").count(separator) for p in config.mail_dir.iterdir()
+    texts = [path.read_text(errors="replace") for path in config.mail_dir.iterdir()]
+    mails_written = sum(text.count(separator) for text in texts)
+    # A mail sent again (its transaction failed after the send) keeps its Message-ID: what a
+    # customer's mail client shows once. (The header may be folded onto the next line.)
+    mail_ids = {m for text in texts for m in re.findall(r"^Message-ID:\s*(<[^>]+>)", text, re.M)}
+    rows = sum(mails.values())
+    report.add(
+        "one Message-ID per e-mail row (copies of a re-sent mail share it)",
+        [] if len(mail_ids) == rows else [f"{len(mail_ids)} Message-IDs for {rows} rows"],
     )
     report.faults = recoveries
     report.figures = {
@@ -456,6 +463,7 @@ def check(
         "double_effects": len(effect_violations),
         "notification_rows": sum(mails.values()),
         "mails_written": mails_written,
+        "mail_message_ids": len(mail_ids),
         "latency_baseline_ms": _stats(
             [
                 (final - placed) * 1000

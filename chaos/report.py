@@ -36,7 +36,7 @@ def render(report: Report) -> str:
         "its aggregate because it came back from a retry queue)",
         f"poison dead-lettered  {f.get('poison_dead_lettered')}",
         f"e-mails               {f.get('notification_rows')} rows, "
-        f"{f.get('mails_written')} written",
+        f"{f.get('mails_written')} written, {f.get('mail_message_ids')} distinct Message-IDs",
         f"lost                  {f.get('lost')}",
         f"double effects        {f.get('double_effects')}",
         "latency placed -> final, ms (p50 / p95 / max): "
