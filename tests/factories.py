@@ -7,7 +7,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
+from apps.carts.services import cart_add_item
 from apps.catalog.models import Product
+from apps.orders.models import Order
+from apps.orders.services import CardInput, ShippingAddress, order_place
 
 _counter = itertools.count(1)
 TEST_PASSWORD = "correct-horse-battery-staple"
@@ -47,3 +50,21 @@ def make_product(**fields: Any) -> Product:
     }
     defaults.update(fields)
     return Product.objects.create(**defaults)
+
+
+def place_order_for(
+    customer: AbstractBaseUser,
+    product: Product,
+    *,
+    quantity: int = 1,
+    card: dict = GOOD_CARD,
+    delivery: str = "standard",
+) -> Order:
+    """``customer`` puts ``quantity`` of ``product`` in the cart and checks out with ``card``."""
+    cart_add_item(customer=customer, product_id=product.pk, quantity=quantity)
+    return order_place(
+        customer=customer,
+        address=ShippingAddress(**ADDRESS),
+        delivery=delivery,
+        card=CardInput(**card),
+    )

@@ -13,9 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.carts.services import cart_add_item
-from apps.orders.services import CardInput, ShippingAddress, order_place
 from fitness.settings.dev_keys import DEV_OUTBOX_SIGNING_KEYS
-from tests.factories import ADDRESS, GOOD_CARD, make_customer
+from tests.factories import make_customer, place_order_for
 
 BASE = settings.BASE_DIR
 
@@ -205,13 +204,7 @@ def test_every_post_form_in_our_templates_has_a_csrf_token():
 @pytest.fixture
 def shop(customer, product):
     """A customer with a product in the cart and one order: every form page has something."""
-    cart_add_item(customer=customer, product_id=product.pk, quantity=1)
-    order = order_place(
-        customer=customer,
-        address=ShippingAddress(**ADDRESS),
-        delivery="standard",
-        card=CardInput(**GOOD_CARD),
-    )
+    order = place_order_for(customer, product)
     cart_add_item(customer=customer, product_id=product.pk, quantity=1)
     return customer, product, order
 

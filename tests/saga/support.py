@@ -3,24 +3,15 @@
 from decimal import Decimal
 from pathlib import Path
 
-from apps.carts.services import cart_add_item
 from apps.orders.models import Order
-from apps.orders.services import CardInput, ShippingAddress, order_place
 from outbox.tests.helpers import wait_for
-from tests.factories import ADDRESS, make_customer, make_product
+from tests.factories import make_customer, make_product, place_order_for
 
 
 def place_order(card: dict, *, quantity: int = 2) -> Order:
     """A new customer checks out ``quantity`` of a new product (62.50 each) with ``card``."""
-    customer = make_customer()
     product = make_product(price=Decimal("62.50"), stock=10)
-    cart_add_item(customer=customer, product_id=product.pk, quantity=quantity)
-    return order_place(
-        customer=customer,
-        address=ShippingAddress(**ADDRESS),
-        delivery="standard",
-        card=CardInput(**card),
-    )
+    return place_order_for(make_customer(), product, quantity=quantity, card=card)
 
 
 def order_status(order: Order) -> str:

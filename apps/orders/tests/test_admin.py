@@ -4,9 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from apps.carts.services import cart_add_item
-from apps.orders.services import CardInput, ShippingAddress, order_place
-from tests.factories import ADDRESS, GOOD_CARD
+from tests.factories import place_order_for
 
 pytestmark = pytest.mark.django_db
 
@@ -20,13 +18,7 @@ def staff_client(client):
 
 @pytest.fixture
 def order(customer, product):
-    cart_add_item(customer=customer, product_id=product.pk, quantity=2)
-    return order_place(
-        customer=customer,
-        address=ShippingAddress(**ADDRESS),
-        delivery="express",
-        card=CardInput(**GOOD_CARD),
-    )
+    return place_order_for(customer, product, quantity=2, delivery="express")
 
 
 def test_product_admin_pages_load(staff_client, product):

@@ -8,9 +8,15 @@ from apps.carts.models import CartItem
 from apps.carts.services import cart_add_item
 from apps.catalog.models import Product
 from apps.orders.models import Order, OrderStatus
-from apps.orders.services import CardInput, ShippingAddress, order_place
 from tests.api_client import ApiClient, error_fields
-from tests.factories import ADDRESS, DECLINED_CARD, GOOD_CARD, make_customer, make_product
+from tests.factories import (
+    ADDRESS,
+    DECLINED_CARD,
+    GOOD_CARD,
+    make_customer,
+    make_product,
+    place_order_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,16 +30,6 @@ def api(client, customer):
 
 def checkout(**overrides) -> dict:
     return {"address": dict(ADDRESS), "delivery": "standard", "card": dict(GOOD_CARD), **overrides}
-
-
-def place(customer, product, quantity=1) -> Order:
-    cart_add_item(customer=customer, product_id=product.pk, quantity=quantity)
-    return order_place(
-        customer=customer,
-        address=ShippingAddress(**ADDRESS),
-        delivery="standard",
-        card=CardInput(**GOOD_CARD),
-    )
 
 
 def snapshot(customer) -> tuple:
@@ -285,9 +281,9 @@ def test_every_order_endpoint_needs_a_token(client, method, path):
 
 def test_orders_are_the_callers_own_newest_first(api, customer, other_customer, product):
     # given
-    first = place(customer, product)
-    second = place(customer, product)
-    place(other_customer, product)
+    first = place_order_for(customer, product)
+    second = place_order_for(customer, product)
+    place_order_for(other_customer, product)
 
     # when
     response = api.get("/orders")
@@ -299,7 +295,7 @@ def test_orders_are_the_callers_own_newest_first(api, customer, other_customer, 
 
 def test_another_customers_order_is_a_404_that_reveals_nothing(api, other_customer, product):
     # given
-    theirs = place(other_customer, product)
+    theirs = place_order_for(other_customer, product)
 
     # when
     shown = api.get(f"/orders/{theirs.pk}")
@@ -319,7 +315,7 @@ def test_an_unknown_order_is_a_404(api):
 def test_cancelling_releases_the_stock_and_extends_the_timeline(api, customer):
     # given
     product = make_product(stock=5)
-    order = place(customer, product, quantity=2)
+    order = place_order_for(customer, product, quantity=2)
 
     # when
     response = api.post(f"/orders/{order.pk}/cancel")
@@ -342,7 +338,7 @@ def test_cancelling_releases_the_stock_and_extends_the_timeline(api, customer):
 )
 def test_an_order_past_payment_cannot_be_cancelled_409(api, customer, product, status):
     # given
-    order = place(customer, product)
+    order = place_order_for(customer, product)
     Order.objects.filter(pk=order.pk).update(status=status)
     stock = Product.objects.get(pk=product.pk).stock
 
@@ -357,7 +353,7 @@ def test_an_order_past_payment_cannot_be_cancelled_409(api, customer, product, s
 
 def test_a_token_of_another_customer_sees_only_their_own_orders(client, customer, product):
     # given
-    mine = place(customer, product)
+    mine = place_order_for(customer, product)
     stranger = ApiClient(client).login_as(make_customer())
 
     # when / then
