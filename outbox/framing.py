@@ -21,8 +21,15 @@ FRAME_METHOD, FRAME_HEADER, FRAME_BODY = 1, 2, 3
 # A frame is type (octet), channel (short), size (long), payload, then the frame-end octet.
 FRAME_OVERHEAD = 8
 _FRAME_START = struct.Struct(">BHI")
-_FRAME_END = b"\xce"
-_CONTENT_HEADER = struct.Struct(">HHQ")  # class id, weight (always 0), body size
+_FRAME_END_OCTET = 0xCE
+_FRAME_END = bytes((_FRAME_END_OCTET,))
+_CLASS_ID = spec.Basic.CLASS_ID
+# A content header frame's start and the fixed part of its payload: frame type, channel, frame
+# size, then class id, weight (always 0), body size; the property flags and values follow.
+_HEADER_FRAME = struct.Struct(">BHIHHQ")
+_CONTENT_HEADER_SIZE = 12
+# The end of the header frame and the start of a body frame (type, channel, size), in one pack.
+_BODY_FRAME = struct.Struct(">BBHI")
 _BASIC_PUBLISH = struct.pack(">HH", *spec.Basic.Publish)
 _FLAGS = struct.Struct(">H")
 _LONG = struct.Struct(">I")
@@ -38,7 +45,7 @@ _LAYOUT = [
 ]
 
 
-class _Unsupported(Exception):
+class UnsupportedValue(Exception):
     """A value this encoder leaves to py-amqp's generic serialiser."""
 
 
@@ -70,9 +77,9 @@ def encode_properties(properties: dict) -> bytes:
             elif kind == "L":
                 parts.append(_LONGLONG.pack(value))
             else:
-                raise _Unsupported(kind)
+                raise UnsupportedValue(kind)
         return _FLAGS.pack(flags) + b"".join(parts)
-    except (_Unsupported, ValueError, TypeError, AttributeError, struct.error):
+    except (UnsupportedValue, ValueError, TypeError, AttributeError, struct.error):
         # The generic path raises the same errors py-amqp's basic_publish would.
         return amqp.Message(**properties)._serialize_properties()
 
@@ -89,18 +96,32 @@ def publish_frames(
 ) -> bytes:
     """Every frame of one ``basic.publish`` (``properties`` from ``encode_properties``; the
     body split at ``frame_max``)."""
-    header = _CONTENT_HEADER.pack(spec.Basic.CLASS_ID, 0, len(body)) + properties
-    parts = [
-        method_frame(channel_id, exchange, routing_key, mandatory),
-        _FRAME_START.pack(FRAME_HEADER, channel_id, len(header)),
-        header,
-        _FRAME_END,
-    ]
+    method = method_frame(channel_id, exchange, routing_key, mandatory)
+    return b"".join(publish_pieces(method, channel_id, frame_max, body, properties))
+
+
+def publish_pieces(
+    method: bytes, channel_id: int, frame_max: int, body: bytes, properties: bytes
+) -> tuple[bytes, ...]:
+    """``publish_frames`` in pieces, to be joined with the other messages of one write (one
+    join per write instead of one per message); ``method`` from ``method_frame``."""
+    size = len(body)
+    header = _HEADER_FRAME.pack(
+        FRAME_HEADER, channel_id, _CONTENT_HEADER_SIZE + len(properties), _CLASS_ID, 0, size
+    )
+    if size <= frame_max - FRAME_OVERHEAD:
+        if not size:  # no body frame at all, like py-amqp
+            return (method, header, properties, _FRAME_END)
+        # The usual message: one body frame; the end of the header frame and the start of the
+        # body frame packed together.
+        body_start = _BODY_FRAME.pack(_FRAME_END_OCTET, FRAME_BODY, channel_id, size)
+        return (method, header, properties, body_start, body, _FRAME_END)
+    parts = [method, header, properties, _FRAME_END]
     chunk = frame_max - FRAME_OVERHEAD
-    for start in range(0, len(body), chunk):
+    for start in range(0, size, chunk):
         piece = body[start : start + chunk]
-        parts += [_FRAME_START.pack(FRAME_BODY, channel_id, len(piece)), piece, _FRAME_END]
-    return b"".join(parts)
+        parts += (_FRAME_START.pack(FRAME_BODY, channel_id, len(piece)), piece, _FRAME_END)
+    return tuple(parts)
 
 
 def _shortstr(value: str) -> bytes:
@@ -109,25 +130,38 @@ def _shortstr(value: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _key(name: str) -> bytes:
-    """A header name as a shortstr: a handful of names, each encoded once."""
+def header_name(name: str) -> bytes:
+    """A header (field table) name as it is encoded, a shortstr: a handful of names, each
+    encoded once."""
     return _shortstr(name)
+
+
+def field_value(value: object) -> bytes:
+    """A header value with its type tag, as py-amqp writes it, for the types a relay sends
+    (str, bool, int); raises ``UnsupportedValue`` for any other type."""
+    kind = type(value)
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        return _STRING_START.pack(b"S", len(data)) + data
+    if kind is bool:
+        return b"t\x01" if value else b"t\x00"
+    if kind is int:
+        wide = value > INT32_MAX or value < -INT32_MAX
+        return _INT64.pack(b"L", value) if wide else _INT32.pack(b"I", value)
+    raise UnsupportedValue(kind)
+
+
+def property_flags(*names: str) -> bytes:
+    """The property flags of a message that sets exactly the properties ``names``."""
+    unknown = set(names) - {name for _, name, _ in _LAYOUT}
+    if unknown:
+        raise ValueError(f"not AMQP basic properties: {sorted(unknown)}")
+    return _FLAGS.pack(sum(bit for bit, name, _ in _LAYOUT if name in names))
 
 
 def _table(table: dict) -> bytes:
     parts: list[bytes] = []
     for key, value in table.items():
-        parts.append(_key(key))
-        kind = type(value)
-        if kind is str:
-            data = value.encode("utf-8", "surrogatepass")
-            parts += [_STRING_START.pack(b"S", len(data)), data]
-        elif kind is bool:
-            parts.append(b"t\x01" if value else b"t\x00")
-        elif kind is int:
-            wide = value > INT32_MAX or value < -INT32_MAX
-            parts.append(_INT64.pack(b"L", value) if wide else _INT32.pack(b"I", value))
-        else:
-            raise _Unsupported(kind)
+        parts += (header_name(key), field_value(value))
     data = b"".join(parts)
     return _LONG.pack(len(data)) + data

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import amqp
 
 from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
-from outbox.framing import encode_properties, publish_frames
+from outbox.framing import method_frame, publish_pieces
 from outbox.models import OutboxMessage
-from outbox.wire import amqp_properties, encode_body
+from outbox.wire import encode_body, encoded_properties
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,12 @@ class Publisher:
         return result
 
     def _write(self, messages: list[OutboxMessage], missing: set[str]) -> None:
-        channel = self._publish_channel()
+        channel_id = self._publish_channel().channel_id
         connection = self._require_connection()
+        frame_max = connection.frame_max
         if not self._inflight:
             self._confirm_deadline = time.monotonic() + self.confirm_timeout
+        # The frames' pieces of many messages, joined and written once per WRITE_CHUNK_BYTES.
         frames: list[bytes] = []
         size = 0
         for message in messages:
@@ -193,7 +195,7 @@ class Publisher:
             # and the frames.
             body = encode_body(message)
             try:
-                properties = encode_properties(amqp_properties(message))
+                properties = encoded_properties(message)
             except (ValueError, TypeError, struct.error) as exc:
                 # Terminal: e.g. a property over a shortstr's 255 bytes. Raised out of here it
                 # would stop the relay at this row on every restart.
@@ -208,17 +210,9 @@ class Publisher:
             # for (unsettled) rather than forgotten.
             self._last_tag += 1
             self._inflight[self._last_tag] = message
-            encoded = publish_frames(
-                body=body,
-                properties=properties,
-                channel_id=channel.channel_id,
-                frame_max=connection.frame_max,
-                exchange=message.exchange,
-                routing_key=message.routing_key,
-                mandatory=True,
-            )
-            frames.append(encoded)
-            size += len(encoded)
+            method = method_frame(channel_id, message.exchange, message.routing_key, True)
+            frames += publish_pieces(method, channel_id, frame_max, body, properties)
+            size += len(body) + len(properties)  # the frames' overhead does not matter here
             if size >= WRITE_CHUNK_BYTES:
                 connection.transport.write(b"".join(frames))
                 frames, size = [], 0

@@ -94,6 +94,16 @@ def test_body_larger_than_a_frame_is_split_like_pyamqp():
     assert encoded.count(b"\xce\x03\x00\x07") == 3  # three body frames (type 3, channel 7)
 
 
+@pytest.mark.parametrize("body", [b"", b"x", b"x" * 4088, b"x" * 4089], ids=len)
+def test_bodies_at_the_edges_of_a_frame_are_framed_like_pyamqp(body):
+    # no body frame for an empty body; one frame up to frame_max - 8 bytes, then two
+    properties = relay_properties()
+
+    assert ours(body, properties, frame_max=4096) == pyamqp_frames(
+        amqp.Message(body, **properties), frame_max=4096
+    )
+
+
 def test_a_value_pyamqp_cannot_encode_fails_the_same_way():
     properties = {**relay_properties(), "correlation_id": "x" * 300}  # shortstr > 255 bytes
 
