@@ -16,11 +16,19 @@ from django.db import connections, transaction
 from outbox.publisher import Failure
 
 # Walks the pending rows in id order (outbox_pending_id_idx) and stops after `limit` matches.
-# "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of outbox_pending_aggregate_idx per
+# A row is due once its backoff has passed, and a row never attempted (attempts = 0: new, or reset
+# by "retry now") is due whatever next_attempt_at says: a row that is *not* due has failed an
+# attempt, so the predecessor check only needs the retrying rows (attempts > 0), which
+# outbox_retrying_idx holds, normally none. (Without the "attempts = 0" arm, a new row whose
+# next_attempt_at lay ahead of the clock, the database clock having been set back, would neither
+# be claimed nor hold back its successor.)
+# "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of outbox_retrying_idx per
 # scanned row) instead of letting the planner turn it into an anti-join: without fresh
 # statistics (a burst of inserts before autoanalyze) that join was planned as a nested loop
-# without index conditions, quadratic in the backlog. statement_timestamp() is the clock Django's
-# Now() uses for next_attempt_at (now() would be the start of an enclosing transaction).
+# without index conditions, quadratic in the backlog; with an index that is usually empty, stale
+# statistics can be far off (a broker outage puts every pending row in it), and a per-row probe
+# with index conditions stays O(log n) whatever they say. statement_timestamp() is the clock
+# Django's Now() uses for next_attempt_at (now() would be the start of an enclosing transaction).
 # `exclude` lists the rows the relay still holds in memory (sent, or waiting for their mark): the
 # scan still walks past them (they are pending), but a constant array is a hashed lookup and the
 # cheaper filters run before the subplan, so they cost little.
@@ -31,11 +39,11 @@ SELECT m.id, m.event_id::text, m.source, m.type, m.schema_version, m.aggregate_t
 FROM outbox_message AS m
 WHERE m.published_at IS NULL AND m.parked_at IS NULL
   AND m.partition = ANY(%(partitions)s)
-  AND m.next_attempt_at <= statement_timestamp()
+  AND (m.attempts = 0 OR m.next_attempt_at <= statement_timestamp())
   AND m.id <> ALL(%(exclude)s::bigint[])
   AND NOT EXISTS (
     SELECT 1 FROM outbox_message AS e
-    WHERE e.published_at IS NULL AND e.parked_at IS NULL
+    WHERE e.published_at IS NULL AND e.parked_at IS NULL AND e.attempts > 0
       AND e.aggregate_type = m.aggregate_type AND e.aggregate_id = m.aggregate_id
       AND e.sequence < m.sequence
       AND e.next_attempt_at > statement_timestamp()
@@ -130,12 +138,12 @@ def claim_batch(
 ) -> list[ClaimedRow]:
     """The next rows to publish in ``partitions``: due, pending, oldest first.
 
-    Always a fresh scan of pending rows in id order, never an ``id > last_seen`` cursor: ids are
-    taken before commit, so a row with a smaller id can become visible after a larger one and a
-    cursor would skip it for good. A row is held back while an earlier row of its aggregate is
-    waiting for a retry, so it cannot overtake it. Earlier rows that are due are in the same
-    batch or already held by the caller (per aggregate, ids grow with sequence), and
-    ``pipeline.Pipeline`` sends them first.
+    Due: never attempted, or its retry time has come. Always a fresh scan of pending rows in id
+    order, never an ``id > last_seen`` cursor: ids are taken before commit, so a row with a
+    smaller id can become visible after a larger one and a cursor would skip it for good. A row
+    is held back while an earlier row of its aggregate is waiting for a retry, so it cannot
+    overtake it. Earlier rows that are due are in the same batch or already held by the caller
+    (per aggregate, ids grow with sequence), and ``pipeline.Pipeline`` sends them first.
     ``exclude``: ids of rows the caller already holds (in flight, or published and not yet
     marked), so a claim made while earlier rows are in flight brings only rows it does not have.
     """

@@ -11,6 +11,9 @@ from django.db.models.functions import Now
 # "What is still to publish": the only rows the relay's hot path ever looks at. Partial indexes on
 # this predicate stay as small as the backlog, however many published rows are retained.
 PENDING = Q(published_at__isnull=True, parked_at__isnull=True)
+# "Pending and tried before": the only rows that can be waiting for a retry (a row never
+# attempted is always due, see outbox.claiming). Normally none, so its index is nearly empty.
+RETRYING = PENDING & Q(attempts__gt=0)
 # "What was delivered and is retained": what replay and searches read (never the relay).
 PUBLISHED = Q(published_at__isnull=False)
 
@@ -65,11 +68,15 @@ class OutboxMessage(models.Model):
         indexes = [
             # The relay's claim walks pending rows in id order and stops after one batch.
             models.Index(fields=["id"], name="outbox_pending_id_idx", condition=PENDING),
-            # The "no earlier pending row of this aggregate" check of the claim.
+            # The claim's "no earlier row of this aggregate waiting for a retry" check. Only rows
+            # that failed an attempt can wait, so the index holds the few retrying rows, not the
+            # whole backlog: a producer's INSERT (attempts = 0) adds no entry to it, the mark's
+            # UPDATE none either (published), and the claim's per-row probe finds an almost
+            # empty index. (It replaced outbox_pending_aggregate_idx on the whole backlog.)
             models.Index(
                 fields=["aggregate_type", "aggregate_id", "sequence"],
-                name="outbox_pending_aggregate_idx",
-                condition=PENDING,
+                name="outbox_retrying_idx",
+                condition=RETRYING,
             ),
             # prune_outbox walks published rows by age.
             models.Index(
@@ -91,6 +98,9 @@ class OutboxMessage(models.Model):
                 name="outbox_published_type_idx",
                 condition=PUBLISHED,
             ),
+            # A btree on purpose, not a (cheaper to insert) hash index: a hash insert walks the
+            # whole overflow chain of its value, so a correlation id shared by many rows (any
+            # string a producer chooses) would make every mark of it slower, without bound.
             models.Index(
                 fields=["correlation_id"],
                 name="outbox_published_corr_idx",
