@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from signal import SIGTERM
+from typing import Any
 
 from outbox.conf import get_settings
 from outbox.tests.helpers import BASE_DIR, database_url, wait_for
@@ -30,6 +31,18 @@ def child_env(**extra: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def _manage_argv(*command: str) -> list[str]:
+    """``python manage.py <command>`` in the test's interpreter."""
+    return [sys.executable, "manage.py", *command]
+
+
+def _started_in(tmp_path: Path, name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The keyword arguments of :class:`ChildProcess` for a process a test starts: named
+    ``name``, logging to ``<name>-<id>.log`` in ``tmp_path``, the test environment plus ``env``."""
+    log_path = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    return {"log_path": log_path, "env": child_env(**env), "name": name}
 
 
 class ChildProcess:
@@ -62,14 +75,12 @@ class ChildProcess:
     @classmethod
     def start(cls, tmp_path: Path, name: str, argv: Sequence[str], **env: str) -> "ChildProcess":
         """``argv`` with the test environment plus ``env``, logging to ``<name>-<id>.log``."""
-        log_path = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        return cls(argv, log_path=log_path, env=child_env(**env), name=name)
+        return cls(argv, **_started_in(tmp_path, name, env))
 
     @classmethod
     def manage(cls, tmp_path: Path, *command: str, name: str = "", **env: str) -> "ChildProcess":
         """``python manage.py <command>``, named after the command unless ``name`` is given."""
-        argv = [sys.executable, "manage.py", *command]
-        return cls.start(tmp_path, name or command[0], argv, **env)
+        return cls.start(tmp_path, name or command[0], _manage_argv(*command), **env)
 
     @property
     def log(self) -> str:
@@ -109,9 +120,5 @@ class RelayProcess(ChildProcess):
 
     def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
         fast = {"OUTBOX_RECONNECT_MAX_DELAY": "0.5", "OUTBOX_LEASE_INTERVAL": "0.2"}
-        super().__init__(
-            [sys.executable, "manage.py", "relay_outbox", *args],
-            log_path=tmp_path / f"relay-{uuid.uuid4().hex[:6]}.log",
-            env=child_env(**{**fast, **env}),
-            name="relay",
-        )
+        argv = _manage_argv("relay_outbox", *args)
+        super().__init__(argv, **_started_in(tmp_path, "relay", {**fast, **env}))
