@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 
 from consumers.notifications.messages import message_for
 from consumers.notifications.models import Notification, Recipient
@@ -26,6 +26,8 @@ ORDER_CANCELLED = "orders.order.cancelled"
 # (docs/consumers.md), and a "your order is on its way" after "your order was cancelled" would
 # only confuse the customer.
 NOT_AFTER_CANCELLATION = frozenset({"shipping.shipment.dispatched", "shipping.shipment.delivered"})
+# Advisory locks in the two-key form (classid, objid); classid marks them as notifications' ("no").
+ORDER_LOCK_NAMESPACE = 0x6E6F
 
 
 def recipient_remember(*, order_id: int, email: str, name: str) -> Recipient:
@@ -47,6 +49,26 @@ def _address(order_id: int, payload: dict[str, Any]) -> str:
     return recipient.email
 
 
+def _lock_order(order_id: int) -> None:
+    """Serialise the cancellation mail and the shipping mails of one order until the
+    transaction ends.
+
+    They come from different producers (the monolith, shipping), so the framework's
+    per-aggregate lock (per producer) does not serialise them: a worker sending the shipping
+    mail could miss the cancellation another worker is sending and has not committed yet, or
+    check before it and send after it. A transaction-scoped advisory lock on the order, taken
+    in the consumer's transaction (with the inbox entry) before the check, closes that gap: one
+    of the two mails is sent and committed before the other is considered (a hash collision
+    only makes two orders wait for each other). Left open: a cancellation mail whose commit
+    fails after it went out leaves no row, so a shipping mail may follow it before its retry
+    sends it again.
+    """
+    with connections[DATABASE].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ORDER_LOCK_NAMESPACE, str(order_id)]
+        )
+
+
 def _cancellation_sent(order_id: int) -> bool:
     notifications = Notification.objects.using(DATABASE)
     return notifications.filter(order_id=order_id, kind=ORDER_CANCELLED).exists()
@@ -54,8 +76,11 @@ def _cancellation_sent(order_id: int) -> bool:
 
 def notification_send(*, event_type: str, event_id: str, payload: dict[str, Any]) -> bool:
     """E-mail the customer about one step of their order; ``False`` if it was already sent, or
-    if it is a shipping mail for an order whose cancellation the customer was told about."""
+    if it is a shipping mail for an order whose cancellation the customer was told about.
+    Runs inside the consumer's transaction."""
     order_id = payload["order_id"]
+    if event_type == ORDER_CANCELLED or event_type in NOT_AFTER_CANCELLATION:
+        _lock_order(order_id)
     if event_type in NOT_AFTER_CANCELLATION and _cancellation_sent(order_id):
         return False
     recipient = _address(order_id, payload)
