@@ -24,6 +24,7 @@ from bench.common import (
     connect_db,
     median,
 )
+from bench.cpu import CpuMeter
 from bench.raw import raw_publish, raw_publish_frames
 from bench.rows import copy_pending, insert_published, make_messages, reset_outbox
 
@@ -69,9 +70,10 @@ def relay_drain(expected: int) -> dict:
     relay_module.claim_batch = timed("claim", originals[0])
     recorder_module.mark_published = timed("mark", originals[1])
     try:
-        started = time.perf_counter()
-        published = relay.run()
-        elapsed = time.perf_counter() - started
+        with CpuMeter() as cpu:
+            started = time.perf_counter()
+            published = relay.run()
+            elapsed = time.perf_counter() - started
     finally:
         relay_module.claim_batch, recorder_module.mark_published = originals
     connection.close()
@@ -82,6 +84,7 @@ def relay_drain(expected: int) -> dict:
         "seconds": round(elapsed, 3),
         "msg_per_s": published / elapsed,
         "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
+        "cpu_seconds": cpu.seconds,
     }
 
 
@@ -99,7 +102,9 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
                 for publish in (raw_publish, raw_publish_frames):
                     for window in RAW_WINDOWS:
                         route.purge()
-                        raw_runs.append(publish(wire, window=window))
+                        with CpuMeter() as cpu:
+                            raw_runs.append(publish(wire, window=window))
+                        raw_runs[-1]["cpu_seconds"] = cpu.seconds
                         _check_delivered(route, n)
                 route.purge()
                 reset_outbox(conn)
@@ -142,6 +147,14 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
         "raw_runs": raw_runs,
         "ratio": round(relay_rate / raw_rate, 3),
         "target_ratio": 0.8,
+        # Where the 2 cores went, per message: the relay's median round and the fastest raw
+        # variant's median run (see bench.cpu).
+        "cpu_us_per_msg": {
+            "relay": _cpu_per_message(relay_runs, n),
+            "raw": _cpu_per_message(
+                [r for r in raw_runs if f"{r['writer']}/{r['window']}" == best_variant], n
+            ),
+        },
         "relay_once_subprocess": command,
     }
 
@@ -161,6 +174,15 @@ def _wire_messages(messages: list) -> list[tuple]:
         rows = claim_batch(partitions=range(1024), limit=len(messages))
         reset_outbox(conn)
     return [(to_amqp(row), row.exchange, row.routing_key) for row in rows]
+
+
+def _cpu_per_message(runs: list[dict], n: int) -> dict[str, float]:
+    """Median CPU microseconds per message of each process group over ``runs``."""
+    groups = sorted({group for run in runs for group in run.get("cpu_seconds", {})})
+    return {
+        group: round(median([run["cpu_seconds"].get(group, 0.0) for run in runs]) / n * 1e6, 1)
+        for group in groups
+    }
 
 
 def _median_rate(runs: list[dict], writer: str, window: int) -> float:

@@ -217,6 +217,12 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "MISSED")
 
 
+def _cpu_text(groups: dict[str, float]) -> str:
+    """``rabbitmq 52 + postgresql 36 + benchmark process 17 = 105`` (microseconds)."""
+    parts = " + ".join(f"{group} {value:.0f}" for group, value in groups.items())
+    return f"{parts} = {sum(groups.values()):.0f}"
+
+
 def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     r, e = report["results"], report["errors"]
     rows: list[tuple[str, str, str, str]] = []
@@ -232,6 +238,16 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
                 _verdict(d["ratio"] >= 0.8),
             )
         )
+        cpu = d.get("cpu_us_per_msg") or {}
+        if cpu.get("relay") and cpu.get("raw"):
+            rows.append(
+                (
+                    "  CPU per message, relay | raw (us)",
+                    _cpu_text(cpu["relay"]),
+                    _cpu_text(cpu["raw"]),
+                    "",
+                )
+            )
         once = d["relay_once_subprocess"]
         rows.append(
             (
