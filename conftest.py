@@ -1,5 +1,6 @@
 """Fixtures shared by every test package."""
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -9,6 +10,13 @@ from django.db import connections
 from pytest_django import DjangoDbBlocker
 
 from tests.factories import make_customer, make_product
+
+# Every connection of this test run carries this application name: its threads' (libpq reads
+# PGAPPNAME when a connection names none, and Django names none) and its child processes' (they
+# inherit the environment). Teardown ends only sessions of this run, never another run's that
+# happens to use a test database of the same name on the same server.
+RUN_APPLICATION_NAME = f"fitness-tests-{os.getpid()}"
+os.environ["PGAPPNAME"] = RUN_APPLICATION_NAME
 
 # The database names as configured, before the test runner renames the aliases it sets up to
 # their test database: an alias whose name changed is on a test database of this session.
@@ -26,10 +34,12 @@ def _test_databases() -> dict[str, dict]:
 
 
 def _end_other_sessions(name: str, settings_dict: dict) -> list[tuple]:
-    """Terminate every session still connected to the test database ``name``; what they were.
+    """Terminate this run's sessions still connected to the test database ``name``; what they
+    were.
 
-    Called once this process closed its own connections: what is left was opened by a thread
-    or a child process that a test did not stop, and would make ``DROP DATABASE`` fail.
+    Called once this process closed its own connections: what is left of this run (by its
+    application name) was opened by a thread or a child process that a test did not stop, and
+    would make ``DROP DATABASE`` fail. Sessions of anybody else are left alone.
     """
     with psycopg.connect(
         host=settings_dict["HOST"] or "127.0.0.1",
@@ -41,8 +51,8 @@ def _end_other_sessions(name: str, settings_dict: dict) -> list[tuple]:
     ) as admin:
         sessions = admin.execute(
             "SELECT pid, application_name, state, left(query, 120) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
+            " WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
+            [name, RUN_APPLICATION_NAME],
         ).fetchall()
         for pid, *_ in sessions:
             # With a timeout, pg_terminate_backend waits until the backend has exited.

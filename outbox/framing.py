@@ -3,8 +3,9 @@
 py-amqp's ``basic_publish`` writes every message with its own ``sendall`` and goes through a
 promise, a lock and two socket-timeout changes on the way, and its generic serialiser
 interprets a format string value by value: together most of the relay's CPU per message. Here
-the relay encodes the three frames of each message (method, content header, body) into one
-``bytes`` and writes many messages at once. The bytes are exactly what py-amqp's own
+the relay encodes the three frames of each message (method, content header, body) as a few
+byte strings (``publish_pieces``; ``publish_frames`` joins them into one) and writes many
+messages at once. The bytes are exactly what py-amqp's own
 ``frame_writer`` produces for the same message (the tests compare them); property values this
 encoder does not know (nested tables, floats, ... in a row's extra headers) are serialised by
 py-amqp itself.

@@ -63,7 +63,11 @@ def _lock_order(order_id: int) -> None:
     fails after it went out leaves no row, so a shipping mail may follow it before its retry
     sends it again.
     """
-    with connections[DATABASE].cursor() as cursor:
+    connection = connections[DATABASE]
+    # Outside a transaction the lock would be released at once, silently: no serialisation.
+    if not connection.in_atomic_block:
+        raise RuntimeError("notification_send must run inside the consumer's transaction")
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ORDER_LOCK_NAMESPACE, str(order_id)]
         )

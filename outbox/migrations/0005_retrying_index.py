@@ -4,13 +4,16 @@
 only rows that can be waiting for a retry, normally none. It replaces
 ``outbox_pending_aggregate_idx``, which every producer INSERT had to maintain.
 
-Both are built and dropped CONCURRENTLY (hence non-atomic): a plain CREATE INDEX would block the
-producers' inserts (checkout) while it scans a table of millions of retained rows. The new index
-is created before the old one is dropped. A relay still running the previous claim in between
-stays correct (its check then probes the unique (aggregate_type, aggregate_id, sequence) index).
+Built CONCURRENTLY (hence non-atomic): a plain CREATE INDEX would block the producers' inserts
+(checkout) while it scans a table of millions of retained rows. The old index is dropped by the
+next migration (0006), one operation per non-atomic migration, so a failure of the drop does not
+make this one run again. (A failed concurrent build leaves an INVALID index behind: drop it by hand
+before running ``migrate`` again — PostgreSQL's rule for CREATE INDEX CONCURRENTLY.) A relay
+still running the previous claim in between stays correct (its check then probes the unique
+(aggregate_type, aggregate_id, sequence) index).
 """
 
-from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
@@ -33,9 +36,5 @@ class Migration(migrations.Migration):
                 fields=["aggregate_type", "aggregate_id", "sequence"],
                 name="outbox_retrying_idx",
             ),
-        ),
-        RemoveIndexConcurrently(
-            model_name="outboxmessage",
-            name="outbox_pending_aggregate_idx",
         ),
     ]

@@ -6,8 +6,10 @@ test's thread (every service alias shares the test database), and one in a threa
 the test, as a worker thread a test forgot to stop would.
 """
 
+import os
 import threading
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
@@ -32,4 +34,26 @@ def test_a_thread_keeps_its_connection_past_the_test() -> None:
         forgotten.wait()
 
     threading.Thread(target=leak, daemon=True, name="leaky-worker").start()
+    assert connected.wait(10)
+
+
+@pytest.mark.skipif(not os.environ.get("PROBE_FOREIGN_SESSION"), reason="asked for by the caller")
+def test_someone_else_is_connected_to_the_test_database() -> None:
+    """A session of another program (another application name) on the same database: teardown
+    must leave it alone, even though that makes the drop fail."""
+    settings_dict = connections["default"].settings_dict
+    connected = threading.Event()
+
+    def foreign() -> None:
+        with psycopg.connect(
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"],
+            user=settings_dict["USER"],
+            dbname=settings_dict["NAME"],
+            application_name="someone-else",
+        ):
+            connected.set()
+            forgotten.wait()
+
+    threading.Thread(target=foreign, daemon=True, name="someone-else").start()
     assert connected.wait(10)
