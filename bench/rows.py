@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import psycopg
 
 BENCH_TYPE = "bench.order.placed"
+BENCH_SOURCE = "fitness.bench"
 AGGREGATE_TYPE = "bench_order"
 
 COPY_COLUMNS = (
@@ -74,32 +75,37 @@ def make_messages(n: int, *, exchange: str, start: int = 0, partitions: int = 16
     """
     from outbox.models import OutboxMessage
     from outbox.partitioning import partition_for
+    from outbox.signing import SigningKey, sign_row
+    from outbox.tracing import new_trace
+
+    # Signed and traced like a real event (the two x-outbox-* headers and traceparent: ~150
+    # header bytes), with a key of the benchmark's own (its source has none in the settings).
+    key = SigningKey(source=BENCH_SOURCE, key_id="bench-1", secret=b"benchmark-only-key")
 
     now = datetime.now(UTC)
     rows = []
     for i in range(n):
         event_id = uuid.uuid4()
         aggregate_id = str(start + i + 1)
-        rows.append(
-            OutboxMessage(
-                event_id=event_id,
-                source="fitness.bench",
-                type=BENCH_TYPE,
-                schema_version=1,
-                aggregate_type=AGGREGATE_TYPE,
-                aggregate_id=aggregate_id,
-                sequence=1,
-                correlation_id=str(event_id),
-                causation_id="",
-                occurred_at=now,
-                headers={},
-                payload=order_payload(start + i + 1),
-                exchange=exchange,
-                routing_key=BENCH_TYPE,
-                partition=partition_for(AGGREGATE_TYPE, aggregate_id, partitions),
-                last_error="",
-            )
+        row = OutboxMessage(
+            event_id=event_id,
+            source=BENCH_SOURCE,
+            type=BENCH_TYPE,
+            schema_version=1,
+            aggregate_type=AGGREGATE_TYPE,
+            aggregate_id=aggregate_id,
+            sequence=1,
+            correlation_id=str(event_id),
+            causation_id="",
+            occurred_at=now,
+            headers={"traceparent": new_trace().traceparent},
+            payload=order_payload(start + i + 1),
+            exchange=exchange,
+            routing_key=BENCH_TYPE,
+            partition=partition_for(AGGREGATE_TYPE, aggregate_id, partitions),
+            last_error="",
         )
+        rows.append(sign_row(row, key=key))
     return rows
 
 
