@@ -32,9 +32,7 @@ RAW_WINDOWS = (500, 5000)
 
 
 def _pending(conn: object) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM outbox_message WHERE published_at IS NULL AND parked_at IS NULL"
-    ).fetchone()[0]
+    return conn.execute("SELECT count(*) FROM outbox_pending").fetchone()[0]
 
 
 def relay_drain(expected: int) -> dict:

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from outbox.models import PENDING, OutboxMessage, ReplayRun
+from outbox.models import PENDING, OutboxMessage, OutboxPending, ReplayRun
 from outbox.registry import all_event_types
 from outbox.services import outbox_message_retry
 
@@ -16,7 +16,8 @@ State = OutboxMessage.State
 
 
 class StateFilter(admin.SimpleListFilter):
-    """Pending / published / parked, each one indexed predicate."""
+    """Pending / published / parked. Pending rows are found through the relay's queue (a table
+    as small as the backlog), parked ones through their partial index."""
 
     title = "state"
     parameter_name = "state"
@@ -27,7 +28,7 @@ class StateFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         match self.value():
             case State.PENDING:
-                return queryset.filter(PENDING)
+                return queryset.filter(PENDING, id__in=OutboxPending.objects.values("id"))
             case State.PUBLISHED:
                 return queryset.filter(published_at__isnull=False)
             case State.PARKED:

@@ -15,62 +15,89 @@ from django.db import connections, transaction
 
 from outbox.publisher import Failure
 
-# Walks the pending rows in id order (outbox_pending_id_idx) and stops after `limit` matches.
-# A row is due once its backoff has passed, and a row never attempted (attempts = 0: new, or reset
-# by "retry now") is due whatever next_attempt_at says: a row that is *not* due has failed an
-# attempt, so the predecessor check only needs the retrying rows (attempts > 0), which
-# outbox_retrying_idx holds, normally none. (Without the "attempts = 0" arm, a new row whose
-# next_attempt_at lay ahead of the clock, the database clock having been set back, would neither
-# be claimed nor hold back its successor.)
-# "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of outbox_retrying_idx per
-# scanned row) instead of letting the planner turn it into an anti-join: without fresh
-# statistics (a burst of inserts before autoanalyze) that join was planned as a nested loop
-# without index conditions, quadratic in the backlog; with an index that is usually empty, stale
-# statistics can be far off (a broker outage puts every pending row in it), and a per-row probe
-# with index conditions stays O(log n) whatever they say. statement_timestamp() is the clock
-# Django's Now() uses for next_attempt_at (now() would be the start of an enclosing transaction).
+# Walks the pending queue (outbox_pending, only rows still to publish) in id order and stops
+# after `limit` matches, then reads those rows from outbox_message by primary key. (Joined
+# outside the LIMIT on purpose: inside it, the planner may merge-join the whole table's primary
+# key.) A row is due once its backoff has passed, and a row never attempted (attempts = 0: new,
+# or reset by "retry now") is due whatever next_attempt_at says: a row that is *not* due has
+# failed an attempt, so the predecessor check only needs the retrying rows (attempts > 0), which
+# outbox_pending_retrying_idx holds, normally none. (Without the "attempts = 0" arm, a new row
+# whose next_attempt_at lay ahead of the clock, the database clock having been set back, would
+# neither be claimed nor hold back its successor.)
+# "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of the retrying index per scanned
+# row) instead of letting the planner turn it into an anti-join: without fresh statistics (a
+# burst of inserts before autoanalyze) that join was planned as a nested loop without index
+# conditions, quadratic in the backlog; with an index that is usually empty, stale statistics
+# can be far off (a broker outage puts every pending row in it), and a per-row probe with index
+# conditions stays O(log n) whatever they say. statement_timestamp() is the clock Django's Now()
+# uses for next_attempt_at (now() would be the start of an enclosing transaction).
 # `exclude` lists the rows the relay still holds in memory (sent, or waiting for their mark): the
 # scan still walks past them (they are pending), but a constant array is a hashed lookup and the
 # cheaper filters run before the subplan, so they cost little.
+# The outbox row's own state is checked again: a queue entry whose row was published or parked
+# by something that left the entry behind (a relay of the previous release during an upgrade)
+# is never sent again.
 CLAIM_SQL = """
 SELECT m.id, m.event_id::text, m.source, m.type, m.schema_version, m.aggregate_type, m.aggregate_id,
        m.sequence, m.correlation_id, m.causation_id, m.occurred_at, m.headers::text,
        m.payload::text, m.exchange, m.routing_key, m.partition
-FROM outbox_message AS m
+FROM (
+    SELECT p.id FROM outbox_pending AS p
+    WHERE p.partition = ANY(%(partitions)s)
+      AND (p.attempts = 0 OR p.next_attempt_at <= statement_timestamp())
+      AND p.id <> ALL(%(exclude)s::bigint[])
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox_pending AS e
+        WHERE e.attempts > 0
+          AND e.aggregate_type = p.aggregate_type AND e.aggregate_id = p.aggregate_id
+          AND e.sequence < p.sequence
+          AND e.next_attempt_at > statement_timestamp()
+        OFFSET 0)
+    ORDER BY p.id
+    LIMIT %(limit)s
+) AS due
+JOIN outbox_message AS m ON m.id = due.id
 WHERE m.published_at IS NULL AND m.parked_at IS NULL
-  AND m.partition = ANY(%(partitions)s)
-  AND (m.attempts = 0 OR m.next_attempt_at <= statement_timestamp())
-  AND m.id <> ALL(%(exclude)s::bigint[])
-  AND NOT EXISTS (
-    SELECT 1 FROM outbox_message AS e
-    WHERE e.published_at IS NULL AND e.parked_at IS NULL AND e.attempts > 0
-      AND e.aggregate_type = m.aggregate_type AND e.aggregate_id = m.aggregate_id
-      AND e.sequence < m.sequence
-      AND e.next_attempt_at > statement_timestamp()
-    OFFSET 0)
 ORDER BY m.id
-LIMIT %(limit)s
 """
 
-# attempts counts every publish attempt, the successful one included. "published_at IS NULL"
-# keeps a second mark (after a duplicate publish) from moving the time or the count.
+# One statement, one snapshot: the rows leave the queue and are stamped published together.
+# The UPDATE changes only published_at and attempts, which no index of outbox_message refers to,
+# so it is heap-only (HOT): a new version of the row on its own page (fillfactor 45 leaves the
+# room), no index entry. attempts counts every publish attempt, the successful one included.
+# "published_at IS NULL" keeps a second mark (after a duplicate publish) from moving the time or
+# the count.
 MARK_PUBLISHED_SQL = """
+WITH dequeued AS (DELETE FROM outbox_pending WHERE id = ANY(%(ids)s::bigint[]))
 UPDATE outbox_message SET published_at = statement_timestamp(), attempts = attempts + 1
 WHERE id = ANY(%(ids)s::bigint[]) AND published_at IS NULL
 """
 
+# The outbox row keeps the history (attempts, last error, when it was parked); the queue entry
+# gets the new attempt count and retry time, or leaves the queue when the row is parked.
 RECORD_FAILURES_SQL = """
-UPDATE outbox_message AS m SET
-    attempts = m.attempts + 1,
-    last_error = f.error,
-    -- exponential backoff with "equal jitter": half fixed, half random, capped
-    next_attempt_at = now() + make_interval(
-        secs => least(%(base)s * power(2, m.attempts), %(cap)s) * (0.5 + random() / 2)),
-    parked_at = CASE WHEN f.terminal OR m.attempts + 1 >= %(max_attempts)s THEN now() END
-FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(terminal)s::boolean[])
-    AS f(id, error, terminal)
-WHERE m.id = f.id AND m.published_at IS NULL
-RETURNING m.id, m.event_id, m.parked_at IS NOT NULL
+WITH failed AS (
+    UPDATE outbox_message AS m SET
+        attempts = m.attempts + 1,
+        last_error = f.error,
+        -- exponential backoff with "equal jitter": half fixed, half random, capped
+        next_attempt_at = now() + make_interval(
+            secs => least(%(base)s * power(2, m.attempts), %(cap)s) * (0.5 + random() / 2)),
+        parked_at = CASE WHEN f.terminal OR m.attempts + 1 >= %(max_attempts)s THEN now() END
+    FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(terminal)s::boolean[])
+        AS f(id, error, terminal)
+    WHERE m.id = f.id AND m.published_at IS NULL
+    RETURNING m.id, m.event_id, m.attempts, m.next_attempt_at, m.parked_at
+), parked AS (
+    DELETE FROM outbox_pending AS p USING failed
+    WHERE p.id = failed.id AND failed.parked_at IS NOT NULL
+), retrying AS (
+    UPDATE outbox_pending AS p SET attempts = failed.attempts,
+        next_attempt_at = failed.next_attempt_at
+    FROM failed
+    WHERE p.id = failed.id AND failed.parked_at IS NULL
+)
+SELECT id, event_id, parked_at IS NOT NULL FROM failed
 """
 
 

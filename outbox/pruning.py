@@ -12,19 +12,25 @@ from django.db import connections
 
 from outbox.models import OutboxMessage
 
-# Published (and never parked) rows published before the cutoff, oldest first, via the partial
-# index on published_at. Pending and parked rows are never matched, however old.
+# Published (and never parked) rows published before the cutoff, oldest first. published_at has
+# no index (the mark must not touch one, see OutboxMessage.Meta), so the walk goes by
+# occurred_at, which a row's publication always follows: every row published before the cutoff
+# occurred before it too (a producer clock ahead of the database's by a few seconds only defers
+# a row to the next run). Pending and parked rows are never matched, however old; they are few,
+# and a row pending since before the cutoff is walked past.
 DELETE_PUBLISHED_SQL = """
 DELETE FROM {table} WHERE id IN (
     SELECT id FROM {table}
-    WHERE published_at IS NOT NULL AND published_at < %s AND parked_at IS NULL
-    ORDER BY published_at
+    WHERE occurred_at < %s
+      AND published_at IS NOT NULL AND published_at < %s AND parked_at IS NULL
+    ORDER BY occurred_at
     LIMIT %s
 )
 """
 COUNT_PUBLISHED_SQL = """
 SELECT count(*) FROM {table}
-WHERE published_at IS NOT NULL AND published_at < %s AND parked_at IS NULL
+WHERE occurred_at < %s
+  AND published_at IS NOT NULL AND published_at < %s AND parked_at IS NULL
 """
 
 
@@ -69,11 +75,11 @@ def prune_published(
     table = connections[using].ops.quote_name(OutboxMessage._meta.db_table)
     if dry_run:
         with connections[using].cursor() as cursor:
-            cursor.execute(COUNT_PUBLISHED_SQL.format(table=table), [before])
+            cursor.execute(COUNT_PUBLISHED_SQL.format(table=table), [before, before])
             return Pruned(rows=int(cursor.fetchone()[0]))
     return delete_in_batches(
         DELETE_PUBLISHED_SQL.format(table=table),
-        [before],
+        [before, before],
         using=using,
         batch_size=batch_size,
         max_batches=max_batches,

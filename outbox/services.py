@@ -1,5 +1,6 @@
 """Operator actions on the outbox (used by the admin and the management commands)."""
 
+import sys
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -8,7 +9,19 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from outbox.models import OutboxMessage
+from outbox.pruning import prune_published
 from outbox.wakeup import CHANNEL
+
+# Back into the relay's queue (outbox_pending), due now with a fresh retry budget; an entry left
+# from before is reset the same way.
+REQUEUE_SQL = """
+INSERT INTO outbox_pending (
+    id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts, next_attempt_at)
+SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, 0, statement_timestamp()
+FROM outbox_message
+WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
+ON CONFLICT (id) DO UPDATE SET attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at
+"""
 
 
 def outbox_message_retry(*, message_ids: Iterable[int]) -> int:
@@ -18,14 +31,21 @@ def outbox_message_retry(*, message_ids: Iterable[int]) -> int:
     presumably fixed); ``last_error`` is kept as history. Published rows are never touched.
     """
     with transaction.atomic():
-        count = OutboxMessage.objects.filter(
-            id__in=list(message_ids), parked_at__isnull=False, published_at__isnull=True
-        ).update(parked_at=None, next_attempt_at=Now(), attempts=0)
-        if count:
+        ids = list(
+            OutboxMessage.objects.select_for_update()
+            .filter(id__in=list(message_ids), parked_at__isnull=False, published_at__isnull=True)
+            .values_list("id", flat=True)
+        )
+        if not ids:
+            return 0
+        OutboxMessage.objects.filter(id__in=ids).update(
+            parked_at=None, next_attempt_at=Now(), attempts=0
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(REQUEUE_SQL, [ids])
             # UPDATEs do not fire the insert trigger; wake the relay ourselves (sent at commit).
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-    return count
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    return len(ids)
 
 
 def outbox_prune(*, older_than: timedelta, batch_size: int = 10_000) -> int:
@@ -35,17 +55,8 @@ def outbox_prune(*, older_than: timedelta, batch_size: int = 10_000) -> int:
     retained rows never takes long locks or bloats one transaction. Unpublished rows — pending
     or parked — are never deleted, however old.
     """
-    cutoff = timezone.now() - older_than
-    total = 0
-    while True:
-        ids = list(
-            OutboxMessage.objects.filter(
-                published_at__lt=cutoff, published_at__isnull=False, parked_at__isnull=True
-            )
-            .order_by("published_at")
-            .values_list("id", flat=True)[:batch_size]
-        )
-        if not ids:
-            return total
-        deleted, _ = OutboxMessage.objects.filter(id__in=ids, published_at__isnull=False).delete()
-        total += deleted
+    before = timezone.now() - older_than
+    pruned = prune_published(
+        before=before, using="default", batch_size=batch_size, max_batches=sys.maxsize
+    )
+    return pruned.rows

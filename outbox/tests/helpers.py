@@ -23,6 +23,20 @@ from outbox.conf import get_settings
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
+def unmark_published(message_id: int) -> None:
+    """Make a published row pending again, as if the relay had died between the broker's confirm
+    and the mark: the relay publishes it once more (a duplicate with the same message id)."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE outbox_message SET published_at = NULL WHERE id = %s", [message_id])
+        cursor.execute(
+            "INSERT INTO outbox_pending (id, partition, aggregate_type, aggregate_id, sequence,"
+            " created_at, attempts, next_attempt_at)"
+            " SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, 0, now()"
+            " FROM outbox_message WHERE id = %s",
+            [message_id],
+        )
+
+
 def make_payload(order_id: str = "o-1", total: str = "10.00") -> dict:
     """A valid payload for the test event types of conftest."""
     return {"order_id": order_id, "total": total, "lines": [{"sku": "shoe", "quantity": 1}]}

@@ -26,8 +26,10 @@ def make_rows(event_type, **states) -> dict[str, OutboxMessage]:
     with transaction.atomic():
         for name, (published_at, parked_at) in states.items():
             row = record_event(event_type, aggregate_id=name, payload=make_payload(name))
+            # A row occurs before it is published (prune walks occurred_at).
+            occurred_at = min(t for t in (published_at, parked_at, timezone.now()) if t)
             OutboxMessage.objects.filter(id=row.id).update(
-                published_at=published_at, parked_at=parked_at
+                published_at=published_at, parked_at=parked_at, occurred_at=occurred_at
             )
             rows[name] = row
     return rows
@@ -45,7 +47,7 @@ def test_prune_deletes_only_old_published_rows(event_type):
         parked=(None, old),
     )
     OutboxMessage.objects.filter(aggregate_id__in=["pending", "parked"]).update(
-        created_at=old, next_attempt_at=old
+        created_at=old, occurred_at=old, next_attempt_at=old
     )
     out = StringIO()
 

@@ -24,7 +24,7 @@ from consumers.shipping.models import Shipment
 from outbox.consumer.models import InboxEntry
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
-from outbox.tests.helpers import BASE_DIR, database_url, wait_for
+from outbox.tests.helpers import BASE_DIR, database_url, unmark_published, wait_for
 from tests.factories import DECLINED_CARD, GOOD_CARD
 from tests.saga.support import mails, order_status, place_order, timeline, wait_status
 
@@ -97,7 +97,7 @@ def test_an_event_published_twice_has_one_effect(start_saga):
     wait_status(order, OrderStatus.DELIVERED)
     # when the relay publishes its placed event again (same message id), as after a crash
     placed = OutboxMessage.objects.get(type="orders.order.placed", aggregate_id=str(order.pk))
-    OutboxMessage.objects.filter(pk=placed.pk).update(published_at=None)
+    unmark_published(placed.pk)
     # then both subscribers (payments, notifications) receive it and ignore it as a duplicate
     subscribers = [p for p in processes if p.name in {"payments", "notifications"}]
     for process in subscribers:

@@ -59,6 +59,7 @@ def outbox_rows(event_type, **ages) -> None:
                 published_at=None if published is None else NOW - timedelta(days=published),
                 parked_at=None if parked is None else NOW - timedelta(days=parked),
                 created_at=NOW - timedelta(days=100),
+                occurred_at=NOW - timedelta(days=100),  # a row occurs before it is published
             )
 
 
