@@ -1,12 +1,13 @@
 """Claiming: which rows a relay takes next."""
 
+import json
 from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from outbox.claiming import CLAIM_SQL, claim_batch, record_failures
+from outbox.claiming import CLAIM_SQL, _headers, claim_batch, record_failures
 from outbox.models import OutboxMessage, OutboxPending
 from outbox.publisher import Failure
 from outbox.recording import record_event
@@ -119,3 +120,57 @@ def test_the_predecessor_check_probes_the_retrying_rows_whatever_the_statistics_
     subplan = plan[plan.index("SubPlan") :]
     assert "outbox_pending_retrying_idx" in subplan
     assert "Index Cond" in subplan
+
+
+# What PostgreSQL's jsonb text form of the extra headers looks like, and texts it never gives
+# (the decoder must still agree with json.loads, or fail the same way).
+HEADER_TEXTS = [
+    "{}",
+    '{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", '
+    '"x-outbox-key-id": "monolith-2026-11", "x-outbox-signature": "v1=3f9a"}',
+    '{"n": 1, "t": true, "x": null, "big": 1099511627776, "ratio": 0.5, "nested": {"a": [1]}}',
+    '{"q": "a \\"quoted\\" \\\\ value", "u": "caf\\u00e9 \\ud83d\\ude00", "lone": "\\udfff"}',
+    '{"grüße": "☕"}',
+    '{"a": 1, "a": 2}',
+    ' {"a": 1}',
+    '{"a": 1} ',
+    '{"a": 1}\n',
+    "[1, 2]",
+    "null",
+    '"text"',
+]
+
+
+@pytest.mark.parametrize("text", HEADER_TEXTS)
+def test_extra_headers_are_decoded_like_json_loads(text):
+    assert _headers(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1', '{"a": 1}x', '{"a": 1} {}', "{'a': 1}"])
+def test_extra_headers_that_are_not_json_fail_like_json_loads(text):
+    with pytest.raises(json.JSONDecodeError) as ours:
+        _headers(text)
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_claimed_rows_carry_their_extra_headers_as_recorded(event_type):
+    headers = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "x-note": 'a "quoted" café ☕ \\ value',
+        "x-count": 3,
+    }
+    with transaction.atomic():
+        plain = record_event(event_type, aggregate_id="h-1", payload=make_payload("h-1"))
+        extra = record_event(
+            event_type, aggregate_id="h-2", payload=make_payload("h-2"), headers=headers
+        )
+    expected = {
+        row.id: row.headers for row in OutboxMessage.objects.filter(id__in=[plain.id, extra.id])
+    }
+
+    claimed = claim_batch(partitions=range(16), limit=10)
+
+    assert {row.id: row.headers for row in claimed} == expected
+    assert expected[extra.id].items() >= headers.items()
