@@ -198,6 +198,62 @@ def _cache_minute(
     return cached
 
 
+# Per kind of event, by (source, type, aggregate type, schema version): the encoded pieces of
+# its properties that only depend on those (three strings encoded, and a dozen pieces fewer to
+# join per row). A handful of kinds; bounded (not cached beyond _KINDS_MAX).
+_Kind = tuple[bytes, bytes, bytes, bytes]
+_KINDS: dict[tuple[str, str, str, int], _Kind] = {}
+_KINDS_MAX = 1024
+
+
+def _kind(source: str, event_type: str, aggregate_type: str, version: int) -> _Kind:
+    """The pieces ``encoded_properties`` takes from a row's kind: ``ce-source`` and ``ce-type``
+    (with the ``ce-time`` name that follows), ``ce-dataversion`` (with the ``ce-sequence`` name
+    that follows), ``ce-aggregatetype`` (with the ``ce-correlationid`` name that follows), and
+    the ``type`` and ``app_id`` properties."""
+    # Exactly int (a bool is an AMQP boolean, and True == 1 as a key), in the range of an "I".
+    if not (type(version) is int and -INT32_MAX <= version <= INT32_MAX):
+        raise UnsupportedValue(version)
+    # Strict UTF-8, as in encoded_properties().
+    source_data, type_data = source.encode(), event_type.encode()
+    aggregate_data = aggregate_type.encode()
+    kind = (
+        b"".join(
+            (
+                _SOURCE,
+                _STRING_LENGTH[len(source_data)],
+                source_data,
+                _TYPE,
+                _STRING_LENGTH[len(type_data)],
+                type_data,
+                _TIME,
+            )
+        ),
+        _DATAVERSION + _INT(version) + _SEQUENCE,
+        _AGGREGATETYPE + _STRING_LENGTH[len(aggregate_data)] + aggregate_data + _CORRELATIONID,
+        b"".join(
+            (
+                _SHORT_LENGTH[len(type_data)],
+                type_data,
+                _SHORT_LENGTH[len(source_data)],
+                source_data,
+            )
+        ),
+    )
+    # Only exact str keys: a str subclass could encode differently.
+    if (
+        len(_KINDS) < _KINDS_MAX
+        and type(source) is str
+        and type(event_type) is str
+        and type(aggregate_type) is str
+    ):
+        _KINDS[(source, event_type, aggregate_type, version)] = kind
+    return kind
+
+
+_SPECVERSION_ID = _SPECVERSION + _ID
+
+
 def encoded_properties(message: "Row") -> bytes:
     """The AMQP basic properties of an outbox row as they go in its content header frame:
     exactly ``encode_properties(amqp_properties(message))``, several times cheaper.
@@ -207,63 +263,53 @@ def encoded_properties(message: "Row") -> bytes:
     try:
         # Strict UTF-8 here: a lone surrogate raises and the generic path (surrogatepass)
         # encodes it; for every other string the bytes are the same.
-        event_id = str(message.event_id).encode()  # ce-id and message_id: encoded once
-        source = message.source.encode()
-        event_type = message.type.encode()
+        event_id = message.event_id
+        event_id = (event_id if type(event_id) is str else str(event_id)).encode()
         subject = message.aggregate_id.encode()
-        aggregate_type = message.aggregate_type.encode()
         correlation_id = message.correlation_id.encode()
         time, timestamp = _time_fields(message.occurred_at)
-        version, sequence = message.schema_version, message.sequence
+        sequence = message.sequence
         # Exactly int (a bool is an AMQP boolean), and in the range py-amqp writes as "I".
-        if not (
-            type(version) is int
-            and type(sequence) is int
-            and -INT32_MAX <= version <= INT32_MAX
-            and -INT32_MAX <= sequence <= INT32_MAX
-        ):
-            raise UnsupportedValue(version, sequence)
+        if not (type(sequence) is int and -INT32_MAX <= sequence <= INT32_MAX):
+            raise UnsupportedValue(sequence)
+        version = message.schema_version
+        key = (message.source, message.type, message.aggregate_type, version)
+        # type(version): True == 1 and hashes alike, but is encoded as a boolean.
+        kind = _KINDS.get(key) if type(version) is int else None
+        if kind is None:
+            kind = _kind(*key)
         table: list[bytes] = []
+        traceparent = None
         extra = message.headers
         if extra:
             if type(extra) is not dict or not extra.keys().isdisjoint(_ENVELOPE_NAMES):
                 raise UnsupportedValue(extra)
-            for key, value in extra.items():
+            for name, value in extra.items():
                 if type(value) is str:  # the usual case (signature, key id, traceparent)
                     data = value.encode()
-                    name = _STRING_NAMES.get(key)
-                    if name is None:
-                        name = header_name(key) + b"S"
+                    encoded_name = _STRING_NAMES.get(name)
+                    if encoded_name is None:
+                        encoded_name = header_name(name) + b"S"
                         if len(_STRING_NAMES) < 1024:
-                            _STRING_NAMES[key] = name
-                    table += (name, _STRING_LENGTH[len(data)], data)
+                            _STRING_NAMES[name] = encoded_name
+                    table += (encoded_name, _STRING_LENGTH[len(data)], data)
+                    if name == "traceparent":
+                        traceparent = data
                 else:
-                    table += (header_name(key), field_value(value))
+                    table += (header_name(name), field_value(value))
         table += (
-            _SPECVERSION,
-            _ID,
+            _SPECVERSION_ID,
             _STRING_LENGTH[len(event_id)],
             event_id,
-            _SOURCE,
-            _STRING_LENGTH[len(source)],
-            source,
-            _TYPE,
-            _STRING_LENGTH[len(event_type)],
-            event_type,
-            _TIME,
+            kind[0],  # ce-source, ce-type, the ce-time name
             _STRING_LENGTH[len(time)],
             time,
             _SUBJECT,
             _STRING_LENGTH[len(subject)],
             subject,
-            _DATAVERSION,
-            _INT(version),
-            _SEQUENCE,
+            kind[1],  # ce-dataversion, the ce-sequence name
             _INT(sequence),
-            _AGGREGATETYPE,
-            _STRING_LENGTH[len(aggregate_type)],
-            aggregate_type,
-            _CORRELATIONID,
+            kind[2],  # ce-aggregatetype, the ce-correlationid name
             _STRING_LENGTH[len(correlation_id)],
             correlation_id,
         )
@@ -271,13 +317,10 @@ def encoded_properties(message: "Row") -> bytes:
         if causation_id:
             data = causation_id.encode()
             table += (_CAUSATIONID, _STRING_LENGTH[len(data)], data)
-        if extra and "traceparent" in extra:  # as envelope_headers(): a copy, any type
-            value = extra["traceparent"]
-            if type(value) is str:
-                data = value.encode()
-                table += (_TRACEPARENT_STRING, _STRING_LENGTH[len(data)], data)
-            else:
-                table += (_TRACEPARENT, field_value(value))
+        if traceparent is not None:  # as envelope_headers(): a copy
+            table += (_TRACEPARENT_STRING, _STRING_LENGTH[len(traceparent)], traceparent)
+        elif extra and "traceparent" in extra:  # of another type
+            table += (_TRACEPARENT, field_value(extra["traceparent"]))
         headers = b"".join(table)
         return b"".join(
             (
@@ -290,10 +333,7 @@ def encoded_properties(message: "Row") -> bytes:
                 _SHORT_LENGTH[len(event_id)],
                 event_id,
                 _TIMESTAMP(timestamp),
-                _SHORT_LENGTH[len(event_type)],
-                event_type,
-                _SHORT_LENGTH[len(source)],
-                source,
+                kind[3],  # type, app_id
             )
         )
     except (UnsupportedValue, ValueError, TypeError, AttributeError, IndexError, struct.error):

@@ -247,6 +247,42 @@ def test_the_minute_cache_is_bounded_and_stays_right(monkeypatch):
         assert len(wire._MINUTES) <= 5
 
 
+def test_the_kind_cache_is_bounded_and_stays_right(monkeypatch):
+    monkeypatch.setattr(wire, "_KINDS", {})
+    monkeypatch.setattr(wire, "_KINDS_MAX", 3)
+    kinds = [
+        {"source": source, "type": event_type, "aggregate_type": aggregate_type}
+        for source in ("fitness.monolith", "payments", "ça")
+        for event_type in ("orders.order.placed", "payments.payment.authorized")
+        for aggregate_type in ("order", "bestellung")
+    ]
+    for changes in [*kinds, kinds[0], kinds[-1], kinds[1]]:
+        row = claimed_row(**changes)
+
+        assert encoded_properties(row) == generic(row)
+        assert len(wire._KINDS) <= 3
+
+
+@pytest.mark.parametrize("version", [True, 1.0, 2.0], ids=["bool", "float", "float 2"])
+def test_a_version_equal_to_a_cached_one_of_another_type_is_not_taken_from_the_cache(version):
+    # True == 1 == 1.0 as dict keys: each must still be encoded as its own type.
+    for schema_version in (1, 2, version, 1, version):
+        row = claimed_row(schema_version=schema_version)
+
+        assert encoded_properties(row) == generic(row)
+
+
+def test_a_kind_the_direct_encoder_cannot_encode_is_not_cached(monkeypatch):
+    monkeypatch.setattr(wire, "_KINDS", {})
+    surrogate = claimed_row(source="a\ud800")  # not strict UTF-8: the generic encoder's
+    too_long = claimed_row(type="x" * 256)  # over a shortstr: py-amqp's error
+
+    assert encoded_properties(surrogate) == generic(surrogate)
+    with pytest.raises(Exception):  # noqa: B017 (the same as the generic one's: tested above)
+        encoded_properties(too_long)
+    assert wire._KINDS == {}
+
+
 class _CapturingPublisher(Publisher):
     """A publisher on a pretend connection that keeps what would go to the socket."""
 
