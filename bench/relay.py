@@ -160,7 +160,7 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
 def _wire_messages(messages: list) -> list[tuple]:
     """The exact AMQP messages the relay sends for ``messages``: loaded, claimed, built.
 
-    The relay sends PostgreSQL's text form of the jsonb payload, so the baseline's bodies come
+    The relay sends the payload's text as stored in PostgreSQL, so the baseline's bodies come
     from the same claim rather than from a Python ``json.dumps`` (a few bytes apart otherwise).
     """
     from outbox.claiming import claim_batch

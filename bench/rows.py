@@ -143,7 +143,7 @@ INSERT INTO outbox_message (
     correlation_id, causation_id, occurred_at, headers, payload, exchange, routing_key,
     partition, created_at, next_attempt_at, attempts, last_error, published_at)
 SELECT gen_random_uuid(), 'fitness.bench', %(type)s, 1, 'bench_history', i::text, 1,
-       'history', '', now(), '{}'::jsonb, %(payload)s::jsonb, %(exchange)s, %(type)s,
+       'history', '', now(), '{}'::jsonb, %(payload)s::json, %(exchange)s, %(type)s,
        i %% 16, now(), now(), 1, '', now() - make_interval(secs => %(n)s - i)
 FROM generate_series(1, %(n)s) AS i
 """

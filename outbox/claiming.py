@@ -106,8 +106,9 @@ class ClaimedRow:
     """An outbox row as the relay needs it: the columns it sends, the payload as JSON text.
 
     Not a model instance: building 500 of those, and decoding then re-encoding every payload,
-    was a fifth of the relay's CPU. ``payload_json`` is PostgreSQL's text form of the jsonb
-    value and is sent as the body as it is (valid JSON; jsonb's spacing, ``{"a": 1}``).
+    was a fifth of the relay's CPU. ``payload_json`` is the payload's text as stored (a ``json``
+    column: what the producer wrote, compact; jsonb's spacing, ``{"a": 1}``, for rows older than
+    migration 0009) and is sent as the body as it is.
     ``event_id`` is the UUID's text form, which is what goes on the wire (a ``uuid.UUID`` would
     be parsed here only to be turned back into text for every message).
     Attribute names match ``OutboxMessage``, so ``wire`` and ``publisher`` take either.

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from outbox.fields import JSONTextField
+
 # "What is still to publish", in the event's own columns (the admin, replay). The relay never
 # reads it from outbox_message: the pending rows are listed in OutboxPending, so no index of
 # outbox_message refers to published_at or attempts and marking a row published is a heap-only
@@ -49,7 +51,8 @@ class OutboxMessage(models.Model):
     causation_id = models.CharField(max_length=MAX_ID_LENGTH, blank=True, default="")
     occurred_at = models.DateTimeField(help_text="CloudEvents `time`.")
     headers = models.JSONField(default=dict, blank=True, help_text="Extra AMQP headers.")
-    payload = models.JSONField(help_text="The event data, sent as the JSON body.")
+    # `json`, not `jsonb`: written once, sent as it is (outbox.fields.JSONTextField).
+    payload = JSONTextField(help_text="The event data, sent as the JSON body, as stored.")
     # Routing and relay bookkeeping.
     exchange = models.CharField(max_length=255)
     routing_key = models.CharField(max_length=255)

@@ -12,10 +12,10 @@ window), so they can be sent again. A replay:
   its id after the earlier one committed. The databases' streams are interleaved by event time,
   each kept in its own order;
 * publishes **copies straight to ``<service>.events``** through the default exchange, so no other
-  subscriber sees anything: same body bytes (the jsonb text, as the relay sends it), properties
-  and ``ce-*`` envelope (``message_id`` = event id), plus ``x-outbox-replay: true`` and
-  ``x-outbox-replay-run: <run id>`` (and ``x-outbox-reprocess: true`` for ``--reprocess``), in
-  batches with publisher confirms;
+  subscriber sees anything: same body bytes (the payload's stored text, as the relay sends
+  it), properties and ``ce-*`` envelope (``message_id`` = event id), plus
+  ``x-outbox-replay: true`` and ``x-outbox-replay-run: <run id>`` (and
+  ``x-outbox-reprocess: true`` for ``--reprocess``), in batches with publisher confirms;
 * records the run (:class:`~outbox.models.ReplayRun`): filters, per-database cursor of the last
   row whose batch was confirmed, counters, ``finished_at``.
 
@@ -463,7 +463,7 @@ def _stream(
 ) -> Iterator[tuple[datetime, int, str, OutboxMessage]]:
     """The rows to send from one database, in id order, read page by page (keyset on id)."""
     last = plan.cursors.get(alias, 0)
-    # The body the relay sent is PostgreSQL's text form of the jsonb payload (outbox.claiming);
+    # The body the relay sent is the payload's stored text (a `json` column, outbox.claiming);
     # read that very text (outbox.wire.encode_body sends it as is), not a re-encoded dump.
     mine = (
         _selection(plan, alias)

@@ -34,7 +34,7 @@ PERSISTENT = 2
 def encode_body(message: "Row") -> bytes:
     """The message body: the payload as UTF-8 JSON.
 
-    A claimed row carries PostgreSQL's text form of the jsonb payload and it is sent as it is
+    A claimed row carries the payload's stored text (a ``json`` column) and it is sent as it is
     (no decode and re-encode in the relay); a model instance is dumped compactly.
     """
     text = getattr(message, "payload_json", None)
