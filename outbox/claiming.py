@@ -16,14 +16,14 @@ from django.db import connections, transaction
 from outbox.publisher import Failure
 
 # Walks the pending queue (outbox_pending, only rows still to publish) in id order and stops
-# after `limit` matches, then reads those rows from outbox_message by primary key. (Joined
-# outside the LIMIT on purpose: inside it, the planner may merge-join the whole table's primary
-# key.) A row is due once its backoff has passed, and a row never attempted (attempts = 0: new,
-# or reset by "retry now") is due whatever next_attempt_at says: a row that is *not* due has
-# failed an attempt, so the predecessor check only needs the retrying rows (attempts > 0), which
-# outbox_pending_retrying_idx holds, normally none. (Without the "attempts = 0" arm, a new row
-# whose next_attempt_at lay ahead of the clock, the database clock having been set back, would
-# neither be claimed nor hold back its successor.)
+# after `limit` matches, reading each entry's row from outbox_message by primary key (a LATERAL
+# subquery kept apart by OFFSET 0: a plain join may be planned as a merge join over the whole
+# table's primary key). A row is due once its backoff has passed, and a row never attempted
+# (attempts = 0: new, or reset by "retry now") is due whatever next_attempt_at says: a row that
+# is *not* due has failed an attempt, so the predecessor check only needs the retrying rows
+# (attempts > 0), which outbox_pending_retrying_idx holds, normally none. (Without the
+# "attempts = 0" arm, a new row whose next_attempt_at lay ahead of the clock, the database clock
+# having been set back, would neither be claimed nor hold back its successor.)
 # "OFFSET 0" keeps the NOT EXISTS a per-row subplan (one probe of the retrying index per scanned
 # row) instead of letting the planner turn it into an anti-join: without fresh statistics (a
 # burst of inserts before autoanalyze) that join was planned as a nested loop without index
@@ -34,31 +34,34 @@ from outbox.publisher import Failure
 # `exclude` lists the rows the relay still holds in memory (sent, or waiting for their mark): the
 # scan still walks past them (they are pending), but a constant array is a hashed lookup and the
 # cheaper filters run before the subplan, so they cost little.
-# The outbox row's own state is checked again: a queue entry whose row was published or parked
-# by something that left the entry behind (a relay of the previous release during an upgrade)
-# is never sent again.
+# The outbox row's own state is checked per entry, before the LIMIT: an entry left behind by
+# something that published, parked or deleted its row without dequeuing it (a relay of the
+# previous release during an upgrade, a hand-made UPDATE) is skipped without taking a place in
+# the batch, and never sent again; outbox.services.outbox_queue_repair removes such entries.
 CLAIM_SQL = """
-SELECT m.id, m.event_id::text, m.source, m.type, m.schema_version, m.aggregate_type, m.aggregate_id,
-       m.sequence, m.correlation_id, m.causation_id, m.occurred_at, m.headers::text,
-       m.payload::text, m.exchange, m.routing_key, m.partition
-FROM (
-    SELECT p.id FROM outbox_pending AS p
-    WHERE p.partition = ANY(%(partitions)s)
-      AND (p.attempts = 0 OR p.next_attempt_at <= statement_timestamp())
-      AND p.id <> ALL(%(exclude)s::bigint[])
-      AND NOT EXISTS (
-        SELECT 1 FROM outbox_pending AS e
-        WHERE e.attempts > 0
-          AND e.aggregate_type = p.aggregate_type AND e.aggregate_id = p.aggregate_id
-          AND e.sequence < p.sequence
-          AND e.next_attempt_at > statement_timestamp()
-        OFFSET 0)
-    ORDER BY p.id
-    LIMIT %(limit)s
-) AS due
-JOIN outbox_message AS m ON m.id = due.id
-WHERE m.published_at IS NULL AND m.parked_at IS NULL
-ORDER BY m.id
+SELECT m.id, m.event_id, m.source, m.type, m.schema_version, m.aggregate_type, m.aggregate_id,
+       m.sequence, m.correlation_id, m.causation_id, m.occurred_at, m.headers, m.payload,
+       m.exchange, m.routing_key, m.partition
+FROM outbox_pending AS p
+CROSS JOIN LATERAL (
+    SELECT r.id, r.event_id::text, r.source, r.type, r.schema_version, r.aggregate_type,
+           r.aggregate_id, r.sequence, r.correlation_id, r.causation_id, r.occurred_at,
+           r.headers::text, r.payload::text, r.exchange, r.routing_key, r.partition
+    FROM outbox_message AS r
+    WHERE r.id = p.id AND r.published_at IS NULL AND r.parked_at IS NULL
+    OFFSET 0) AS m
+WHERE p.partition = ANY(%(partitions)s)
+  AND (p.attempts = 0 OR p.next_attempt_at <= statement_timestamp())
+  AND p.id <> ALL(%(exclude)s::bigint[])
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox_pending AS e
+    WHERE e.attempts > 0
+      AND e.aggregate_type = p.aggregate_type AND e.aggregate_id = p.aggregate_id
+      AND e.sequence < p.sequence
+      AND e.next_attempt_at > statement_timestamp()
+    OFFSET 0)
+ORDER BY p.id
+LIMIT %(limit)s
 """
 
 # One statement, one snapshot: the rows leave the queue and are stamped published together.
@@ -74,7 +77,9 @@ WHERE id = ANY(%(ids)s::bigint[]) AND published_at IS NULL
 """
 
 # The outbox row keeps the history (attempts, last error, when it was parked); the queue entry
-# gets the new attempt count and retry time, or leaves the queue when the row is parked.
+# gets the new attempt count and retry time (made anew if it was missing), or leaves the queue
+# when the row is parked. A row already parked (by another relay, after a partition changed
+# hands) stays parked: its late failure report is ignored.
 RECORD_FAILURES_SQL = """
 WITH failed AS (
     UPDATE outbox_message AS m SET
@@ -86,16 +91,21 @@ WITH failed AS (
         parked_at = CASE WHEN f.terminal OR m.attempts + 1 >= %(max_attempts)s THEN now() END
     FROM unnest(%(ids)s::bigint[], %(errors)s::text[], %(terminal)s::boolean[])
         AS f(id, error, terminal)
-    WHERE m.id = f.id AND m.published_at IS NULL
-    RETURNING m.id, m.event_id, m.attempts, m.next_attempt_at, m.parked_at
+    WHERE m.id = f.id AND m.published_at IS NULL AND m.parked_at IS NULL
+    RETURNING m.id, m.event_id, m.partition, m.aggregate_type, m.aggregate_id, m.sequence,
+              m.created_at, m.attempts, m.next_attempt_at, m.parked_at
 ), parked AS (
     DELETE FROM outbox_pending AS p USING failed
     WHERE p.id = failed.id AND failed.parked_at IS NOT NULL
 ), retrying AS (
-    UPDATE outbox_pending AS p SET attempts = failed.attempts,
-        next_attempt_at = failed.next_attempt_at
-    FROM failed
-    WHERE p.id = failed.id AND failed.parked_at IS NULL
+    INSERT INTO outbox_pending (
+        id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts,
+        next_attempt_at)
+    SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts,
+           next_attempt_at
+    FROM failed WHERE parked_at IS NULL
+    ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts,
+        next_attempt_at = EXCLUDED.next_attempt_at
 )
 SELECT id, event_id, parked_at IS NOT NULL FROM failed
 """

@@ -14,8 +14,9 @@ class JSONTextField(models.JSONField):
     reads the stored text and sends it as the message body with no conversion (turning ``jsonb``
     back into text was a third of the claim's cost), and PostgreSQL only checks the syntax at
     INSERT instead of building a binary form. Stored compact (no spaces), non-ASCII as UTF-8.
-    Key and containment lookups (``payload__order_id=...``) are ``jsonb`` operators and are not
-    supported: filter on the table's indexed columns instead.
+    ``json`` has no equality or containment operators: key lookups (``payload__order_id=...``),
+    ``filter(payload=...)``, ``distinct()`` over it are not supported; filter on the table's
+    indexed columns instead. ``None`` is SQL NULL, never JSON ``null``.
     """
 
     def db_type(self, connection: BaseDatabaseWrapper) -> str:
@@ -30,8 +31,9 @@ class JSONTextField(models.JSONField):
             return None
         return json.dumps(value, cls=self.encoder, separators=(",", ":"), ensure_ascii=False)
 
-    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
-        # psycopg decodes `json` columns itself (Django only turns that off for jsonb).
-        if value is None or not isinstance(value, str):
-            return value
-        return super().from_db_value(value, expression, connection)
+    def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
+        # Read as text, decoded once by from_db_value with this field's decoder: psycopg would
+        # decode a `json` column itself (Django only turns that off for jsonb), and a JSON
+        # string document would then be decoded twice.
+        sql, params = super().select_format(compiler, sql, params)
+        return f"({sql})::text", params

@@ -118,8 +118,9 @@ class OutboxPending(models.Model):
     table's primary key, which stays as small as the backlog however many rows are retained.
     ``attempts`` and ``next_attempt_at`` mirror the outbox row's, for the claim's "due" and
     "earlier row retrying" checks. No foreign key on purpose: its check would lock the event row
-    (``FOR KEY SHARE``) on every producer INSERT; only outbox code writes this table, and the claim
-    joins it to ``outbox_message`` and ignores an entry whose row is gone or already published.
+    (``FOR KEY SHARE``) on every producer INSERT; only outbox code writes this table. The claim
+    checks each entry's row and skips one that is gone, published or parked; prune removes such
+    entries, ``repair_outbox_queue`` also queues rows missing from it (``outbox.queue``).
     """
 
     id = models.BigIntegerField(primary_key=True, help_text="outbox_message.id")

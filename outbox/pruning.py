@@ -11,6 +11,7 @@ from datetime import datetime
 from django.db import connections
 
 from outbox.models import OutboxMessage
+from outbox.queue import drop_stale_entries
 
 # Published (and never parked) rows published before the cutoff, oldest first. published_at has
 # no index (the mark must not touch one, see OutboxMessage.Meta), so the walk goes by
@@ -71,8 +72,11 @@ def delete_in_batches(
 def prune_published(
     *, before: datetime, using: str, batch_size: int, max_batches: int, dry_run: bool = False
 ) -> Pruned:
-    """Delete outbox rows published before ``before`` (never pending or parked ones)."""
+    """Delete outbox rows published before ``before`` (never pending or parked ones), and drop
+    the relay's stale queue entries (``outbox.queue``)."""
     table = connections[using].ops.quote_name(OutboxMessage._meta.db_table)
+    if not dry_run:
+        drop_stale_entries(using=using)
     if dry_run:
         with connections[using].cursor() as cursor:
             cursor.execute(COUNT_PUBLISHED_SQL.format(table=table), [before, before])

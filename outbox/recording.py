@@ -115,9 +115,39 @@ def validate_payload(event_type: EventType, payload: Any) -> None:
             "$",
             f"not JSON-serialisable ({exc}); pass decimals, dates and UUIDs as strings",
         ) from exc
+    bad_text = _unstorable_text(payload, "$")
+    if bad_text is not None:
+        raise InvalidPayload(event_type.type, event_type.version, *bad_text)
     error = best_match(get_validator(event_type).iter_errors(payload))
     if error is not None:
         raise InvalidPayload(event_type.type, event_type.version, error.json_path, error.message)
+
+
+def _unstorable_text(value: Any, path: str) -> tuple[str, str] | None:
+    """(JSON path, reason) of the first string (key or value) that cannot travel as UTF-8 JSON
+    text: a NUL character, which consumers' databases refuse, or a lone surrogate, which is not
+    Unicode. The payload column stores the text as it is (``json``), so this is checked here,
+    with the path, rather than left to fail (or not) further on."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path, "NUL characters (\\u0000) are not allowed in text"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path, "text must be valid Unicode (it contains a lone surrogate)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable_text(key, f"{path}.{key}") if isinstance(key, str) else None
+            found = found or _unstorable_text(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _unstorable_text(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _clean_headers(event_type: EventType, headers: dict) -> dict:

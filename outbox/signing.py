@@ -4,9 +4,10 @@ Events are signed where they are recorded (``outbox.recording.record_event``, in
 producer's own process) and the signature travels in the row's extra headers, so the relay and
 ``replay_events`` — which read several services' outboxes — never hold anyone's key.
 
-What is signed is a *canonical form*, not the bytes on the wire: the relay sends PostgreSQL's
-text form of the jsonb payload, which is not what the producer's ``json.dumps`` wrote (key order,
-spacing, number notation). The verifier parses the delivery and recomputes the same form:
+What is signed is a *canonical form*, not the bytes on the wire: the relay sends the payload's
+text as stored, which need not be what the producer's ``json.dumps`` gave when it signed (rows
+stored before migration 0009 went through jsonb: key order, spacing, number notation). The
+verifier parses the delivery and recomputes the same form:
 
     b"outbox-hmac-v1\\n" + sorted-key compact JSON of {the envelope attributes, "keyid", "data"}
 

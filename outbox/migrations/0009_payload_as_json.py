@@ -6,8 +6,11 @@ of 500 rows 15.4-16.0 -> 11.6-11.7 ms here). Existing rows keep jsonb's text for
 ``:`` and ``,``); new rows are stored compact.
 
 **This rewrites the table** (and applies the ``fillfactor`` set by 0007 to every page) under an
-exclusive lock: producers' INSERTs wait until it ends. Prune first and run it in a quiet moment
-(docs/outbox.md, "Upgrading").
+ACCESS EXCLUSIVE lock: every read and write of the table waits until it ends (41 s for 1 M
+retained rows here) — producers' INSERTs, so checkouts, too. Run it in a quiet moment, with the
+retention as short as you can afford (docs/outbox.md, "Upgrading"). It gives up after 10 s of
+waiting for the lock (``lock_timeout``) rather than queue every statement on the table behind a
+long transaction: run ``migrate`` again.
 """
 
 from django.db import migrations
@@ -21,6 +24,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunSQL("SET LOCAL lock_timeout = '10s'", migrations.RunSQL.noop),
         migrations.AlterField(
             model_name="outboxmessage",
             name="payload",

@@ -2,8 +2,10 @@
 no index entry."""
 
 import uuid
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -16,6 +18,8 @@ from outbox.services import outbox_message_retry
 from .helpers import make_payload
 
 pytestmark = pytest.mark.django_db
+
+BACKOFF = {"max_attempts": 5, "backoff_base": 60, "backoff_max": 60}
 
 
 def record(event_type, *aggregates: str) -> list[OutboxMessage]:
@@ -137,11 +141,57 @@ def test_failures_update_the_queue_and_parking_removes_the_row_from_it(event_typ
     assert [c.id for c in claim_batch(partitions=range(16), limit=10)] == [parked.id]
 
 
-def test_a_queue_entry_of_a_row_published_or_parked_elsewhere_is_never_claimed(event_type):
-    # given queue entries left behind (a relay of the previous release marked these rows)
-    published, parked, pending = record(event_type, "a", "b", "c")
+def leave_stale_entries(event_type) -> tuple[list[OutboxMessage], OutboxMessage]:
+    """Queue entries left behind (a relay of the previous release published or parked these
+    rows, an operator deleted one), before one row still to publish."""
+    published, parked, deleted, pending = record(event_type, "a", "b", "c", "d")
     OutboxMessage.objects.filter(pk=published.pk).update(published_at=timezone.now())
     OutboxMessage.objects.filter(pk=parked.pk).update(parked_at=timezone.now())
+    OutboxMessage.objects.filter(pk=deleted.pk).delete()
+    return [published, parked, deleted], pending
 
-    # then only the row still to publish is claimed
-    assert [c.id for c in claim_batch(partitions=range(16), limit=10)] == [pending.id]
+
+def test_stale_queue_entries_are_never_claimed_and_take_no_place_in_a_batch(event_type):
+    _, pending = leave_stale_entries(event_type)
+
+    # then a batch of one brings the row still to publish, not a stale entry
+    assert [c.id for c in claim_batch(partitions=range(16), limit=1)] == [pending.id]
+
+
+def test_prune_drops_stale_entries_and_the_repair_command_queues_missing_rows(event_type):
+    _, pending = leave_stale_entries(event_type)
+    # and a pending row missing from the queue (un-parked by a previous release's "retry now")
+    (forgotten,) = record(event_type, "e")
+    OutboxPending.objects.filter(pk=forgotten.pk).delete()
+
+    # when pruned, the stale entries go (and nothing else)
+    out = StringIO()
+    call_command("prune_outbox", "--older-than", "30d", stdout=out)
+    assert set(queued()) == {pending.id}
+    # when repaired, the missing row is queued again, due now
+    call_command("repair_outbox_queue", stdout=out)
+    assert set(queued()) == {pending.id, forgotten.id}
+    assert "1 pending rows queued, 0 stale entries dropped" in out.getvalue()
+    assert [c.id for c in claim_batch(partitions=range(16), limit=10)] == [pending.id, forgotten.id]
+
+
+def test_a_late_failure_report_leaves_a_parked_row_parked(event_type):
+    # given a row parked by one relay
+    (row,) = record(event_type, "a")
+    record_failures([Failure(message=row, error="too large", terminal=True)], **BACKOFF)
+    parked_at = OutboxMessage.objects.get(pk=row.pk).parked_at
+    # when another relay reports a retryable failure of it (a partition changed hands)
+    outcomes = record_failures([Failure(message=row, error="nack")], **BACKOFF)
+    # then nothing changes: still parked, out of the queue
+    assert outcomes == []
+    assert OutboxMessage.objects.get(pk=row.pk).parked_at == parked_at
+    assert queued() == {}
+
+
+def test_a_failure_of_a_row_missing_from_the_queue_queues_it(event_type):
+    (row,) = record(event_type, "a")
+    OutboxPending.objects.filter(pk=row.pk).delete()
+
+    record_failures([Failure(message=row, error="nack")], **BACKOFF)
+
+    assert queued()[row.id].attempts == 1

@@ -116,6 +116,13 @@ def test_recording_outside_a_transaction_is_refused(event_type):
             "less than the minimum",
         ),
         (["not", "an", "object"], "$", "JSON object"),
+        ({**make_payload(), "note": "a\x00b"}, "$.note", "NUL characters"),
+        (
+            {**make_payload(), "lines": [{"sku": "\ud800", "quantity": 1}]},
+            "$.lines[0].sku",
+            "lone surrogate",
+        ),
+        ({**make_payload(), "a\x00": 1}, "$.a\x00", "NUL characters"),
     ],
 )
 def test_invalid_payload_is_refused_with_its_path(event_type, bad_payload, path, reason):

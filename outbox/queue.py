@@ -1,0 +1,56 @@
+"""Keeping the relay's queue (``outbox_pending``) in step with the outbox rows it lists.
+
+Outbox code keeps them in step by itself (the INSERT trigger, the mark, failures, "retry now").
+These repairs are for what it cannot see: a relay of the previous release during an upgrade
+(marks rows without dequeuing them), a previous release's "retry now" (un-parks rows without
+queuing them), an UPDATE or DELETE made by hand. ``prune_outbox`` and the scheduled prune drop
+stale entries on every run (a walk of the queue, as small as the backlog);
+``manage.py repair_outbox_queue`` also queues what is missing (a scan of the whole table: run it
+after an upgrade or a hand-made change, not on a schedule).
+"""
+
+import logging
+
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+# Entries whose row is published, parked or gone: the claim skips them, but they count in the
+# backlog gauges and are walked by every claim until removed.
+DROP_STALE_SQL = """
+DELETE FROM outbox_pending AS p
+WHERE NOT EXISTS (
+    SELECT 1 FROM outbox_message AS m
+    WHERE m.id = p.id AND m.published_at IS NULL AND m.parked_at IS NULL)
+"""
+
+# Rows still to publish that have no entry: the relay would never see them.
+ENQUEUE_MISSING_SQL = """
+INSERT INTO outbox_pending (
+    id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts, next_attempt_at)
+SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts,
+       next_attempt_at
+FROM outbox_message
+WHERE published_at IS NULL AND parked_at IS NULL
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+def drop_stale_entries(*, using: str = "default") -> int:
+    """Remove queue entries whose outbox row is no longer pending; returns how many."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(DROP_STALE_SQL)
+        dropped = cursor.rowcount
+    if dropped:
+        logger.warning("outbox queue: removed %d stale entries (database %s)", dropped, using)
+    return dropped
+
+
+def enqueue_missing(*, using: str = "default") -> int:
+    """Queue every pending outbox row that has no entry; returns how many (reads every row)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(ENQUEUE_MISSING_SQL)
+        queued = cursor.rowcount
+    if queued:
+        logger.warning("outbox queue: queued %d missing rows (database %s)", queued, using)
+    return queued
