@@ -75,12 +75,11 @@ def prune_published(
     """Delete outbox rows published before ``before`` (never pending or parked ones), and drop
     the relay's stale queue entries (``outbox.queue``)."""
     table = connections[using].ops.quote_name(OutboxMessage._meta.db_table)
-    if not dry_run:
-        drop_stale_entries(using=using)
     if dry_run:
         with connections[using].cursor() as cursor:
             cursor.execute(COUNT_PUBLISHED_SQL.format(table=table), [before, before])
             return Pruned(rows=int(cursor.fetchone()[0]))
+    drop_stale_entries(using=using)
     return delete_in_batches(
         DELETE_PUBLISHED_SQL.format(table=table),
         [before, before],

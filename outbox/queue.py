@@ -1,12 +1,13 @@
 """Keeping the relay's queue (``outbox_pending``) in step with the outbox rows it lists.
 
-Outbox code keeps them in step by itself (the INSERT trigger, the mark, failures, "retry now").
-These repairs are for what it cannot see: a relay of the previous release during an upgrade
-(marks rows without dequeuing them), a previous release's "retry now" (un-parks rows without
-queuing them), an UPDATE or DELETE made by hand. ``prune_outbox`` and the scheduled prune drop
-stale entries on every run (a walk of the queue, as small as the backlog);
-``manage.py repair_outbox_queue`` also queues what is missing (a scan of the whole table: run it
-after an upgrade or a hand-made change, not on a schedule).
+Outbox code keeps them in step by itself: the INSERT trigger (migration 0007) queues new rows,
+the mark and failures (``outbox.claiming``) dequeue or update them, :func:`requeue` puts
+un-parked rows back. The repairs below are for what it cannot see: a relay of the previous
+release during an upgrade (marks rows without dequeuing them), a previous release's "retry now"
+(un-parks rows without queuing them), an UPDATE or DELETE made by hand. ``prune_outbox`` and
+the scheduled prune drop stale entries on every run (a walk of the queue, as small as the
+backlog); ``manage.py repair_outbox_queue`` also queues what is missing (a scan of the whole
+table: run it after an upgrade or a hand-made change, not on a schedule).
 """
 
 import logging
@@ -24,6 +25,17 @@ WHERE NOT EXISTS (
     WHERE m.id = p.id AND m.published_at IS NULL AND m.parked_at IS NULL)
 """
 
+# Rows made pending again ("retry now"): back into the queue, due now with a fresh retry budget;
+# an entry left from before is reset the same way.
+REQUEUE_SQL = """
+INSERT INTO outbox_pending (
+    id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts, next_attempt_at)
+SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, 0, statement_timestamp()
+FROM outbox_message
+WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
+ON CONFLICT (id) DO UPDATE SET attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at
+"""
+
 # Rows still to publish that have no entry: the relay would never see them.
 ENQUEUE_MISSING_SQL = """
 INSERT INTO outbox_pending (
@@ -34,6 +46,12 @@ FROM outbox_message
 WHERE published_at IS NULL AND parked_at IS NULL
 ON CONFLICT (id) DO NOTHING
 """
+
+
+def requeue(ids: list[int], *, using: str = "default") -> None:
+    """Queue the rows ``ids`` again, due now, attempts 0 (those still pending; others ignored)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(REQUEUE_SQL, [ids])
 
 
 def drop_stale_entries(*, using: str = "default") -> int:

@@ -10,18 +10,8 @@ from django.utils import timezone
 
 from outbox.models import OutboxMessage
 from outbox.pruning import prune_published
+from outbox.queue import requeue
 from outbox.wakeup import CHANNEL
-
-# Back into the relay's queue (outbox_pending), due now with a fresh retry budget; an entry left
-# from before is reset the same way.
-REQUEUE_SQL = """
-INSERT INTO outbox_pending (
-    id, partition, aggregate_type, aggregate_id, sequence, created_at, attempts, next_attempt_at)
-SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, 0, statement_timestamp()
-FROM outbox_message
-WHERE id = ANY(%s) AND published_at IS NULL AND parked_at IS NULL
-ON CONFLICT (id) DO UPDATE SET attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at
-"""
 
 
 def outbox_message_retry(*, message_ids: Iterable[int]) -> int:
@@ -41,9 +31,10 @@ def outbox_message_retry(*, message_ids: Iterable[int]) -> int:
         OutboxMessage.objects.filter(id__in=ids).update(
             parked_at=None, next_attempt_at=Now(), attempts=0
         )
+        # UPDATEs do not fire the insert trigger: queue the rows and wake the relay ourselves
+        # (the NOTIFY is sent at commit).
+        requeue(ids)
         with connection.cursor() as cursor:
-            cursor.execute(REQUEUE_SQL, [ids])
-            # UPDATEs do not fire the insert trigger; wake the relay ourselves (sent at commit).
             cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
     return len(ids)
 
