@@ -56,19 +56,20 @@ def requeue(ids: list[int], *, using: str = "default") -> None:
 
 def drop_stale_entries(*, using: str = "default") -> int:
     """Remove queue entries whose outbox row is no longer pending; returns how many."""
-    with connections[using].cursor() as cursor:
-        cursor.execute(DROP_STALE_SQL)
-        dropped = cursor.rowcount
-    if dropped:
-        logger.warning("outbox queue: removed %d stale entries (database %s)", dropped, using)
-    return dropped
+    return _repair(DROP_STALE_SQL, "removed %d stale entries", using)
 
 
 def enqueue_missing(*, using: str = "default") -> int:
     """Queue every pending outbox row that has no entry; returns how many (reads every row)."""
+    return _repair(ENQUEUE_MISSING_SQL, "queued %d missing rows", using)
+
+
+def _repair(sql: str, what: str, using: str) -> int:
+    """Run one repair statement; a repair that changed anything is worth a warning (something
+    outside outbox code wrote the table, or an upgrade is under way)."""
     with connections[using].cursor() as cursor:
-        cursor.execute(ENQUEUE_MISSING_SQL)
-        queued = cursor.rowcount
-    if queued:
-        logger.warning("outbox queue: queued %d missing rows (database %s)", queued, using)
-    return queued
+        cursor.execute(sql)
+        changed = cursor.rowcount
+    if changed:
+        logger.warning(f"outbox queue: {what} (database %s)", changed, using)
+    return changed

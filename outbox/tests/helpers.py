@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.broker import connect
 from outbox.conf import get_settings
+from outbox.queue import requeue
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -28,13 +29,7 @@ def unmark_published(message_id: int) -> None:
     and the mark: the relay publishes it once more (a duplicate with the same message id)."""
     with connection.cursor() as cursor:
         cursor.execute("UPDATE outbox_message SET published_at = NULL WHERE id = %s", [message_id])
-        cursor.execute(
-            "INSERT INTO outbox_pending (id, partition, aggregate_type, aggregate_id, sequence,"
-            " created_at, attempts, next_attempt_at)"
-            " SELECT id, partition, aggregate_type, aggregate_id, sequence, created_at, 0, now()"
-            " FROM outbox_message WHERE id = %s",
-            [message_id],
-        )
+    requeue([message_id])
 
 
 def make_payload(order_id: str = "o-1", total: str = "10.00") -> dict:
