@@ -128,6 +128,7 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
     raw_rate = by_variant[best_variant]
     basic_rate = max(by_variant[f"basic_publish/{w}"] for w in RAW_WINDOWS)
     relay_rate = median([r["msg_per_s"] for r in relay_runs])
+    by_round = _ratios_by_round(raw_runs, relay_runs, best_variant)
     return {
         "messages": n,
         "rounds": rounds,
@@ -144,6 +145,10 @@ def drain(*, n: int, rounds: int, queue_type: str, log_dir: Path) -> dict:
         "relay_phase_seconds": [r["phase_seconds"] for r in relay_runs],
         "raw_runs": raw_runs,
         "ratio": round(relay_rate / raw_rate, 3),
+        # Each round's relay run against the same round's run of the fastest raw variant: the
+        # machine's speed drifts between rounds, and a pair is measured within a few seconds.
+        "ratio_by_round": by_round,
+        "ratio_paired_median": round(median(by_round), 3),
         "target_ratio": 0.8,
         # Where the 2 cores went, per message: the relay's median round and the fastest raw
         # variant's median run (see bench.cpu).
@@ -181,6 +186,14 @@ def _cpu_per_message(runs: list[dict], n: int) -> dict[str, float]:
         group: round(median([run["cpu_seconds"].get(group, 0.0) for run in runs]) / n * 1e6, 1)
         for group in groups
     }
+
+
+def _ratios_by_round(raw_runs: list[dict], relay_runs: list[dict], variant: str) -> list[float]:
+    """Relay rate / the raw ``variant``'s rate, round by round (runs are in round order)."""
+    raw = [r["msg_per_s"] for r in raw_runs if f"{r['writer']}/{r['window']}" == variant]
+    return [
+        round(relay["msg_per_s"] / base, 3) for relay, base in zip(relay_runs, raw, strict=True)
+    ]
 
 
 def _median_rate(runs: list[dict], writer: str, window: int) -> float:

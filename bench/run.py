@@ -223,6 +223,11 @@ def _cpu_text(groups: dict[str, float]) -> str:
     return f"{parts} = {sum(groups.values()):.0f}"
 
 
+def _span(values: list[float] | None) -> str:
+    """``0.66-0.74`` of a list of ratios (``-`` when absent, e.g. in an older report)."""
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
 def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     r, e = report["results"], report["errors"]
     rows: list[tuple[str, str, str, str]] = []
@@ -233,7 +238,8 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
                 f"1 relay drain, {d['messages']:,} rows (in-process)",
                 f"{d['relay_msg_per_s']:,.0f} msg/s",
                 f"raw confirms {d['raw_msg_per_s']:,.0f} msg/s ({d['raw_best']});"
-                f" ratio {d['ratio']:.2f} (target >= 0.8); to basic_publish "
+                f" ratio {d['ratio']:.2f} (target >= 0.8; round by round"
+                f" {_span(d.get('ratio_by_round'))}); to basic_publish "
                 f"{d['raw_basic_publish_msg_per_s']:,.0f}: {d['ratio_to_basic_publish']:.2f}",
                 _verdict(d["ratio"] >= 0.8),
             )
@@ -374,7 +380,8 @@ def _summary(report: dict) -> dict:
         out[name] = {
             k: v
             for k, v in result.items()
-            if not isinstance(v, list | dict) or k in {"relay_runs_msg_per_s", "raw_by_variant"}
+            if not isinstance(v, list | dict)
+            or k in {"relay_runs_msg_per_s", "raw_by_variant", "ratio_by_round"}
         }
     out["errors"] = report["errors"]
     return out

@@ -2,7 +2,7 @@
 others are not, and the way back restores the previous release's indexes."""
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -87,3 +87,45 @@ def test_upgrade_queues_what_is_still_to_publish_and_downgrade_restores_the_inde
             assert cursor.fetchone() == (None,)
     finally:
         migrate(None)
+
+
+def test_running_0008_again_after_a_failed_concurrent_build_rebuilds_the_invalid_index():
+    migrate(("outbox", "0007_pending_queue"))
+    try:
+        # given a build of outbox_type_idx that failed half-way, as a CREATE INDEX CONCURRENTLY
+        # does (here: a unique index over duplicates), leaving an INVALID index of that name
+        with connection.cursor() as cursor:
+            for name in ("a", "b"):
+                cursor.execute(INSERT_ROW, [name, 0, None, None])
+            with pytest.raises(IntegrityError):
+                cursor.execute(
+                    "CREATE UNIQUE INDEX CONCURRENTLY outbox_type_idx ON outbox_message (type)"
+                )
+        assert index_definitions()["outbox_type_idx"] == (False, True)  # invalid, unique
+
+        # when migrate runs 0008 again
+        migrate(None)
+
+        # then every index of 0008 is valid, and outbox_type_idx is the one 0008 defines
+        definitions = index_definitions()
+        for name in ("outbox_occurred_idx", "outbox_type_idx", "outbox_correlation_idx"):
+            assert definitions[name][0], f"{name} is still invalid"
+        assert definitions["outbox_type_idx"] == (True, False)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'outbox_type_idx'")
+            assert cursor.fetchone()[0].endswith("(type, occurred_at)")
+    finally:
+        migrate(None)
+
+
+def index_definitions() -> dict[str, tuple[bool, bool]]:
+    """(valid, unique) of each index of outbox_message, by name."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname, i.indisvalid, i.indisunique FROM pg_index AS i
+            JOIN pg_class AS c ON c.oid = i.indexrelid
+            WHERE i.indrelid = 'outbox_message'::regclass
+            """
+        )
+        return {name: (valid, unique) for name, valid, unique in cursor.fetchall()}
