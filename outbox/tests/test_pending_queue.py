@@ -101,6 +101,35 @@ def test_the_mark_dequeues_and_is_a_heap_only_update(event_type):
     assert mark_published(claimed) == 0
 
 
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mark_commits_without_waiting_for_the_wal_flush_and_only_its_own_transaction(
+    event_type,
+):
+    # given two rows claimed by the relay
+    record(event_type, "a", "b")
+    first, second = claim_batch(partitions=range(16), limit=100)
+    assert synchronous_commit() == "on"
+
+    # when a row is marked inside a transaction, that transaction commits without waiting
+    with transaction.atomic():
+        assert mark_published([first]) == 1
+        assert synchronous_commit() == "off"
+    # and the session's setting is untouched afterwards
+    assert synchronous_commit() == "on"
+
+    # when the relay's recorder marks in autocommit, the mark is its own transaction, and the
+    # session's setting is untouched too
+    assert mark_published([second]) == 1
+    assert synchronous_commit() == "on"
+    assert OutboxMessage.objects.filter(published_at__isnull=False).count() == 2
+
+
 def test_no_index_of_the_outbox_refers_to_the_columns_the_mark_changes():
     # An index on published_at or attempts (or with them in its WHERE) would make every mark
     # write an entry in every index of the table again.
