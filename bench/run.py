@@ -35,6 +35,7 @@ from bench.common import (
     machine,
     run,
 )
+from bench.latency import WINDOW_SECONDS
 
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("drain", "dop", "latency", "retained", "saga")
@@ -224,7 +225,7 @@ def _cpu_text(groups: dict[str, float]) -> str:
 
 
 def _span(values: list[float] | None) -> str:
-    """``0.66-0.74`` of a list of ratios (``-`` when absent, e.g. in an older report)."""
+    """``0.66-0.74`` of a list of figures (``-`` when absent, e.g. in an older report)."""
     return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
@@ -283,7 +284,9 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
                 f"3 commit->consumer @ {d['target_rate']:.0f}/s, {d['seconds_measured']:.0f} s",
                 f"p50 {d['p50_ms']} / p95 {d['p95_ms']} / p99 {d['p99_ms']} / max {d['max_ms']} ms",
                 f"{d['events_measured']:,} events, {d['events_missing']} missing, "
-                f"{d['achieved_rate']:.0f}/s achieved; target p99 <= 20 ms",
+                f"{d['achieved_rate']:.0f}/s achieved; target p99 <= 20 ms; p99 per "
+                f"{WINDOW_SECONDS} s window {_span([w['p99_ms'] for w in d.get('by_window', [])])};"
+                f" producers' worst lag {d['producer_max_lag_ms']:.0f} ms",
                 _verdict(d["p99_ms"] <= 20 and d["events_missing"] == 0),
             )
         )
