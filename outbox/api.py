@@ -6,6 +6,7 @@ its own module (``outbox.registry``, ``outbox.recording``); both are supported.
 
 from outbox.exceptions import (
     EventTypeConflict,
+    InvalidOccurredAt,
     InvalidPayload,
     NotInTransaction,
     OutboxError,
@@ -17,6 +18,7 @@ from outbox.registry import EventType, all_event_types, get_event_type, register
 __all__ = [
     "EventType",
     "EventTypeConflict",
+    "InvalidOccurredAt",
     "InvalidPayload",
     "NotInTransaction",
     "OutboxError",

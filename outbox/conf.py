@@ -27,6 +27,7 @@ class OutboxSettings:
     connect_timeout: float
     reconnect_max_delay: float
     lease_interval: float
+    max_future_skew: float
 
 
 def get_settings() -> OutboxSettings:
@@ -50,4 +51,7 @@ def get_settings() -> OutboxSettings:
         connect_timeout=float(get("CONNECT_TIMEOUT", 5.0)),
         reconnect_max_delay=float(get("RECONNECT_MAX_DELAY", 30.0)),
         lease_interval=float(get("LEASE_INTERVAL", 2.0)),
+        # Seconds an ``occurred_at`` given to record_event may be ahead of the recording
+        # process's clock (outbox.recording.validate_occurred_at).
+        max_future_skew=float(get("MAX_FUTURE_SKEW", 300.0)),
     )

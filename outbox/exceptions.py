@@ -20,12 +20,27 @@ class InvalidPayload(OutboxError):
     the validator's message, so the caller can tell exactly what to fix.
     """
 
+    kind = "payload"  # what the message says is invalid
+
     def __init__(self, event_type: str, version: int, path: str, reason: str) -> None:
         self.event_type = event_type
         self.version = version
         self.path = path
         self.reason = reason
-        super().__init__(f"invalid payload for {event_type} v{version} at {path}: {reason}")
+        super().__init__(f"invalid {self.kind} for {event_type} v{version} at {path}: {reason}")
+
+
+class InvalidOccurredAt(InvalidPayload):
+    """The ``occurred_at`` given to ``record_event`` is naive or too far in the future.
+
+    A subclass of :class:`InvalidPayload` (``path`` is ``occurred_at``) so that whoever already
+    reports invalid events, such as ``import_outbox_pattern``, reports this one the same way.
+    """
+
+    kind = "event time"
+
+    def __init__(self, event_type: str, version: int, reason: str) -> None:
+        super().__init__(event_type, version, "occurred_at", reason)
 
 
 class UnknownEventType(OutboxError):

@@ -23,7 +23,12 @@ from django.db import connections, transaction
 
 from outbox import outbox_pattern as dop
 from outbox.exceptions import InvalidPayload, OutboxError
-from outbox.recording import RESERVED_HEADER_PREFIXES, record_event, validate_payload
+from outbox.recording import (
+    RESERVED_HEADER_PREFIXES,
+    record_event,
+    validate_occurred_at,
+    validate_payload,
+)
 from outbox.registry import EventType
 
 EXAMPLES_PER_REASON = 3
@@ -157,6 +162,9 @@ def map_row(
     event_type = dop.event_type_for(dop.parse_destination(destination).routing_key)
     payload = json.loads(body)
     validate_payload(event_type, payload)
+    # Checked here rather than left to record_event, so a row dated ahead of our clock is
+    # reported and left scheduled instead of failing its whole batch.
+    validate_occurred_at(event_type, added)
     return MappedRow(
         row_id=row_id,
         event_id=event_id,

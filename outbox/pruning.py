@@ -17,8 +17,9 @@ from outbox.queue import drop_stale_entries
 # no index (the mark must not touch one, see OutboxMessage.Meta), so the walk goes by
 # occurred_at, which a row's publication always follows: every row published before the cutoff
 # occurred before it too (a producer clock ahead of the database's by a few seconds only defers
-# a row to the next run). Pending and parked rows are never matched, however old; they are few,
-# and a row pending since before the cutoff is walked past.
+# a row to the next run; record_event refuses an occurred_at more than OUTBOX_MAX_FUTURE_SKEW
+# ahead, so no row outlives its retention by more). Pending and parked rows are never matched,
+# however old; they are few, and a row pending since before the cutoff is walked past.
 DELETE_PUBLISHED_SQL = """
 DELETE FROM {table} WHERE id IN (
     SELECT id FROM {table}

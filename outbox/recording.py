@@ -11,7 +11,7 @@ from jsonschema.exceptions import best_match
 
 from outbox import tracing
 from outbox.conf import get_settings
-from outbox.exceptions import InvalidPayload, NotInTransaction
+from outbox.exceptions import InvalidOccurredAt, InvalidPayload, NotInTransaction
 from outbox.models import MAX_ID_LENGTH, OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.registry import EventType, get_validator
@@ -47,6 +47,7 @@ def record_event(
     The row commits or rolls back with the caller's business change; ``relay_outbox`` publishes
     it after commit. Raises :class:`NotInTransaction` outside ``transaction.atomic()``,
     :class:`InvalidPayload` when the payload is not JSON or fails the type's schema,
+    :class:`InvalidOccurredAt` for a naive or future ``occurred_at`` (:func:`validate_occurred_at`),
     :class:`UnknownEventType` when ``event_type`` is not registered, and
     :class:`~outbox.signing.SigningConfigError` when its source has no signing key. ``headers``
     are extra AMQP headers (strings, ints or booleans). Unless they bring their own
@@ -56,7 +57,8 @@ def record_event(
 
     ``event_id`` and ``occurred_at`` default to a fresh uuid4 and now; an importer of events
     that already have an identity (``import_outbox_pattern``) passes theirs, so a consumer can
-    recognise the same event arriving from both sides.
+    recognise the same event arriving from both sides. A past ``occurred_at`` is fine (imports,
+    events that happened elsewhere); one more than ``OUTBOX_MAX_FUTURE_SKEW`` ahead is not.
 
     The row is signed here, in the producer's process, with its source's current key
     (``outbox.signing``): the relay that publishes it never needs the key.
@@ -71,6 +73,8 @@ def record_event(
         if value is not None and len(value) > MAX_ID_LENGTH:
             raise ValueError(f"record_event: {name} is longer than {MAX_ID_LENGTH} characters")
     validate_payload(event_type, payload)
+    if occurred_at is not None:
+        validate_occurred_at(event_type, occurred_at)
     extra_headers = _clean_headers(event_type, headers or {})
     extra_headers.setdefault(tracing.HEADER, tracing.outgoing_traceparent())
     sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
@@ -121,6 +125,36 @@ def validate_payload(event_type: EventType, payload: Any) -> None:
     error = best_match(get_validator(event_type).iter_errors(payload))
     if error is not None:
         raise InvalidPayload(event_type.type, event_type.version, error.json_path, error.message)
+
+
+def validate_occurred_at(event_type: EventType, occurred_at: Any) -> None:
+    """Raise InvalidOccurredAt unless ``occurred_at`` is an aware datetime that is not more than
+    ``OUTBOX_MAX_FUTURE_SKEW`` seconds ahead of this process's clock. Any past time is fine.
+
+    Prune walks ``occurred_at`` (``outbox.pruning``): a row dated in the future would outlive the
+    retention window until that date, and consumers would get a ``time`` that has not happened.
+    The bound is this process's clock, the one ``record_event`` dates events with by default (no
+    database round trip); the skew allows for the clock of whoever supplied the time.
+    """
+    if not isinstance(occurred_at, datetime) or timezone.is_naive(occurred_at):
+        raise InvalidOccurredAt(
+            event_type.type,
+            event_type.version,
+            f"{occurred_at!r} is not a timezone-aware datetime: pass one with its zone "
+            "(e.g. django.utils.timezone.now() or datetime(..., tzinfo=UTC)), so the event's "
+            "time is not guessed from a server's local zone",
+        )
+    now = timezone.now()
+    skew = get_settings().max_future_skew
+    ahead = (occurred_at - now).total_seconds()
+    if ahead > skew:
+        raise InvalidOccurredAt(
+            event_type.type,
+            event_type.version,
+            f"{occurred_at.isoformat()} is {ahead:.0f} s ahead of now ({now.isoformat()}), more "
+            f"than OUTBOX_MAX_FUTURE_SKEW={skew:g} s allows; pass the time the event happened "
+            "(or no occurred_at for now), or fix the clock that produced it",
+        )
 
 
 def _unstorable_text(value: Any, path: str) -> tuple[str, str] | None:

@@ -208,6 +208,9 @@ OUTBOX_INBOX_RETENTION_DAYS = float(env("OUTBOX_INBOX_RETENTION_DAYS") or 0) or 
 OUTBOX_DEAD_LETTER_RETENTION_DAYS = float(env("OUTBOX_DEAD_LETTER_RETENTION_DAYS", "30"))
 OUTBOX_PRUNE_BATCH_SIZE = int(env("OUTBOX_PRUNE_BATCH_SIZE", "5000"))
 OUTBOX_PRUNE_MAX_BATCHES = int(env("OUTBOX_PRUNE_MAX_BATCHES", "200"))
+# Prune walks occurred_at, so record_event refuses an occurred_at more than this many seconds
+# ahead of the recording process's clock (docs/outbox.md); past times (imports) are accepted.
+OUTBOX_MAX_FUTURE_SKEW = float(env("OUTBOX_MAX_FUTURE_SKEW", "300"))
 # How often Celery beat collects dead letters and prunes: OUTBOX_COLLECT_DEAD_LETTERS_EVERY (60 s)
 # and OUTBOX_PRUNE_EVERY (3600 s), read from the environment by fitness/celery.py.
 

@@ -5,13 +5,21 @@ import re
 import threading
 import time
 import uuid
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.test import override_settings
+from django.utils import timezone
 
-from outbox.exceptions import InvalidPayload, NotInTransaction, UnknownEventType
-from outbox.models import OutboxMessage
+from outbox.exceptions import (
+    InvalidOccurredAt,
+    InvalidPayload,
+    NotInTransaction,
+    UnknownEventType,
+)
+from outbox.models import AggregateSequence, OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.recording import record_event
 from outbox.registry import EventType, register, unregister
@@ -220,3 +228,113 @@ def test_an_event_whose_source_has_no_signing_key_is_refused_and_rolled_back(eve
     with refused, transaction.atomic():
         record_event(event_type, aggregate_id="nokey", payload=make_payload())
     assert not OutboxMessage.objects.filter(aggregate_id="nokey").exists()
+
+
+# --- occurred_at: any past time, never naive, never beyond OUTBOX_MAX_FUTURE_SKEW ahead ---------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_occurred_at_beyond_the_skew_is_refused_and_its_transaction_commits_nothing(
+    event_type,
+):
+    # given a transaction that already recorded one event (the caller's other write)
+    future = timezone.now() + timedelta(hours=1)
+    # when it records a second event dated an hour ahead, and lets the error propagate
+    with pytest.raises(InvalidOccurredAt) as error, transaction.atomic():
+        record_event(event_type, aggregate_id="ok", payload=make_payload("ok"))
+        record_event(event_type, aggregate_id="late", payload=make_payload(), occurred_at=future)
+
+    # then the message says the value, the limit and what to do
+    message = str(error.value)
+    assert f"invalid event time for {event_type.type} v1 at occurred_at" in message
+    assert future.isoformat() in message and re.search(r"is 3\d{3} s ahead of now", message)
+    assert "OUTBOX_MAX_FUTURE_SKEW=300 s" in message
+    assert "pass the time the event happened" in message
+    # reported like any invalid event
+    assert isinstance(error.value, InvalidPayload) and error.value.path == "occurred_at"
+    # and nothing of the transaction was committed: no event, no sequence number
+    assert not OutboxMessage.objects.exists()
+    assert not AggregateSequence.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_occurred_at_writes_nothing_before_it_raises(event_type):
+    # given a caller that records one event, then catches the refusal of a future-dated one
+    with transaction.atomic():
+        record_event(event_type, aggregate_id="ok", payload=make_payload("ok"))
+        with pytest.raises(InvalidOccurredAt):
+            record_event(
+                event_type,
+                aggregate_id="late",
+                payload=make_payload(),
+                occurred_at=timezone.now() + timedelta(days=30),
+            )
+        # when its transaction goes on (no SQL failed: it is not aborted) and commits
+        record_event(event_type, aggregate_id="ok", payload=make_payload("ok"))
+
+    # then its own events are there, and the refused one left no trace, not even its sequence
+    assert list(OutboxMessage.objects.values_list("aggregate_id", "sequence")) == [
+        ("ok", 1),
+        ("ok", 2),
+    ]
+    assert not AggregateSequence.objects.filter(aggregate_id="late").exists()
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        timedelta(seconds=240),  # a producer clock a little ahead: within the skew
+        timedelta(seconds=-1),
+        timedelta(days=-7 * 365),  # an import or replay of an old event
+    ],
+    ids=["ahead within the skew", "just now", "years ago"],
+)
+def test_an_occurred_at_not_beyond_the_skew_is_kept_as_given(event_type, offset):
+    occurred_at = timezone.now() + offset
+
+    with transaction.atomic():
+        message = record_event(
+            event_type, aggregate_id="a", payload=make_payload(), occurred_at=occurred_at
+        )
+
+    message.refresh_from_db()
+    assert message.occurred_at == occurred_at
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        datetime(2026, 1, 1, 12, 0),  # naive: whose noon?
+        datetime.now(),  # the usual slip: naive "now"
+        date(2026, 1, 1),
+        "2026-01-01T12:00:00Z",
+    ],
+    ids=["naive", "naive now", "date", "text"],
+)
+def test_an_occurred_at_that_is_not_an_aware_datetime_is_refused(event_type, occurred_at):
+    refused = pytest.raises(InvalidOccurredAt, match="not a timezone-aware datetime")
+    with refused, transaction.atomic():
+        record_event(event_type, aggregate_id="a", payload=make_payload(), occurred_at=occurred_at)
+
+    assert not OutboxMessage.objects.exists()
+
+
+def test_the_allowed_skew_is_the_outbox_max_future_skew_setting(event_type):
+    def record(seconds_ahead: int) -> OutboxMessage:
+        with transaction.atomic():
+            return record_event(
+                event_type,
+                aggregate_id="a",
+                payload=make_payload(),
+                occurred_at=timezone.now() + timedelta(seconds=seconds_ahead),
+            )
+
+    # a shop that trusts its clocks to the second
+    strict = pytest.raises(InvalidOccurredAt, match=r"OUTBOX_MAX_FUTURE_SKEW=0 s")
+    with override_settings(OUTBOX_MAX_FUTURE_SKEW=0), strict:
+        record(5)
+    # one that imports events from machines it does not control
+    with override_settings(OUTBOX_MAX_FUTURE_SKEW=7200):
+        assert record(3600).sequence == 1
+        with pytest.raises(InvalidOccurredAt, match=r"OUTBOX_MAX_FUTURE_SKEW=7200 s"):
+            record(7300)

@@ -246,3 +246,21 @@ def test_import_without_a_signing_key_for_the_source_stops_and_writes_nothing(
 
     # And nothing was moved: the row is still its publisher's, our outbox is empty
     assert statuses([row_id]) == [1] and OutboxMessage.objects.count() == 0
+
+
+def test_a_row_dated_ahead_of_our_clock_is_reported_and_stays_scheduled(bed, outbox_pattern):
+    # Given two scheduled rows, one of which its producer dated a day ahead (a clock far ahead)
+    on_time, ahead = peer_create(outbox_pattern, [placed(bed, "o-1"), placed(bed, "o-2")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE published SET added = now() + interval '1 day' WHERE id::text = %s", [ahead]
+        )
+
+    # When the import runs
+    report = import_rows()
+
+    # Then the other row is moved, and this one is reported with the reason and left to a later run
+    assert "moved 1 events" in report
+    assert "OUTBOX_MAX_FUTURE_SKEW=300 s" in report and f"(e.g. {ahead})" in report
+    assert statuses([on_time, ahead]) == [3, 1]
+    assert list(OutboxMessage.objects.values_list("event_id", flat=True)) == [uuid.UUID(on_time)]
