@@ -81,7 +81,9 @@ class OutboxMessage(models.Model):
         indexes = [
             # prune_outbox walks old rows by occurred_at (published_at is not indexed, above).
             # Searching the retained log (replay_events, the admin); searches by aggregate use
-            # the unique (aggregate_type, aggregate_id, sequence) index above.
+            # the unique (aggregate_type, aggregate_id, sequence) index above (a bare aggregate
+            # id by naming every aggregate type: outbox.selectors). No index on aggregate_id or
+            # causation_id alone, on purpose: every index costs each producer's INSERT.
             models.Index(fields=["occurred_at"], name="outbox_occurred_idx"),
             models.Index(fields=["type", "occurred_at"], name="outbox_type_idx"),
             # A btree on purpose, not a (cheaper to insert) hash index: a hash insert walks the

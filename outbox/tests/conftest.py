@@ -47,13 +47,17 @@ def make_event_type(broker: amqp.Channel) -> Iterator[Callable[..., EventType]]:
     created: list[EventType] = []
 
     def make(
-        type: str | None = None, *, exchange: str | None = None, declare: bool = True
+        type: str | None = None,
+        *,
+        exchange: str | None = None,
+        declare: bool = True,
+        aggregate_type: str = "order",
     ) -> EventType:
         event_type = EventType(
             type=type or unique("test.order.placed"),
             version=1,
             exchange=exchange or unique("test.outbox"),
-            aggregate_type="order",
+            aggregate_type=aggregate_type,
             schema=SCHEMA,
             description="A test order was placed.",
         )

@@ -1,12 +1,16 @@
-"""The outbox admin: readable rows, filters by state and type, and "retry now"."""
+"""The outbox admin: readable rows, filters by state and type, id search, and "retry now"."""
+
+import re
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from outbox.models import OutboxMessage
 from outbox.recording import record_event
+from outbox.registry import EventType
 
 from .helpers import make_payload
 
@@ -73,3 +77,125 @@ def test_retry_now_unparks_only_parked_rows(admin_client, rows):
     assert parked.state == OutboxMessage.State.PENDING
     assert parked.attempts == 0 and parked.last_error == "unroutable: NO_ROUTE"
     assert published.state == OutboxMessage.State.PUBLISHED
+
+
+def _record(event_type: EventType, aggregate_id: str, **ids: str) -> OutboxMessage:
+    with transaction.atomic():
+        return record_event(
+            event_type, aggregate_id=aggregate_id, payload=make_payload(aggregate_id), **ids
+        )
+
+
+def _search(admin_client, text: str) -> set[int]:
+    response = admin_client.get(reverse(CHANGELIST), {"q": text})
+    assert response.status_code == 200
+    return {row.id for row in response.context["cl"].result_list}
+
+
+def test_search_finds_an_aggregate_by_its_exact_id_only(admin_client, event_type):
+    # Given an aggregate with two events, and ids that differ only in case or by a suffix
+    first, second = _record(event_type, "ORD-7"), _record(event_type, "ORD-7")
+    _record(event_type, "ord-7")
+    _record(event_type, "ORD-70")
+
+    # When its id is searched, then exactly its rows are listed
+    assert _search(admin_client, "ORD-7") == {first.id, second.id}
+
+
+def test_search_by_type_and_id_finds_that_aggregate_only(admin_client, make_event_type):
+    # Given an order and a payment with the same id (as the saga's services use the order's)
+    order = _record(make_event_type(aggregate_type="order"), "42")
+    payment = _record(make_event_type(aggregate_type="payment"), "42")
+
+    # Then "TYPE:ID", as the aggregate column shows it, finds that aggregate; the bare id, both
+    assert _search(admin_client, "payment:42") == {payment.id}
+    assert _search(admin_client, "42") == {order.id, payment.id}
+
+
+def test_search_finds_a_saga_by_its_correlation_id_case_sensitively(admin_client, make_event_type):
+    order = _record(make_event_type(aggregate_type="order"), "1", correlation_id="Saga-1")
+    payment = _record(make_event_type(aggregate_type="payment"), "1", correlation_id="Saga-1")
+    _record(make_event_type(aggregate_type="order"), "2", correlation_id="saga-1")
+
+    assert _search(admin_client, "Saga-1") == {order.id, payment.id}
+
+
+def test_search_finds_an_event_by_its_id_in_any_uuid_spelling(admin_client, event_type):
+    event = _record(event_type, "ORD-1")
+    _record(event_type, "ORD-2", causation_id=str(event.event_id))
+
+    # The event itself, not the events it caused (causation ids are not searched: no index)
+    assert _search(admin_client, str(event.event_id)) == {event.id}
+    assert _search(admin_client, str(event.event_id).upper()) == {event.id}
+
+
+def test_search_ignores_surrounding_whitespace_and_lists_the_rows_of_every_id(
+    admin_client, event_type
+):
+    one, two = _record(event_type, "ORD-1"), _record(event_type, "ORD-2")
+    _record(event_type, "ORD-3")
+
+    assert _search(admin_client, "  ORD-1 ") == {one.id}
+    assert _search(admin_client, " ORD-1 \t ORD-2 ") == {one.id, two.id}
+    assert _search(admin_client, "ORD-1 no-such-id") == {one.id}
+
+
+def _search_sql(admin_client, text: str) -> list[str]:
+    """The statements on outbox_message that the changelist runs for a search."""
+    with CaptureQueriesContext(connection) as captured:
+        _search(admin_client, text)
+    return [q["sql"] for q in captured.captured_queries if "outbox_message" in q["sql"]]
+
+
+def test_id_search_compares_the_columns_as_they_are(admin_client, event_type):
+    # Given a row, so the search has aggregate types to look in
+    _record(event_type, "ORD-1")
+
+    statements = _search_sql(admin_client, "ORD-1")
+
+    # UPPER(col) = UPPER(term), Django's "=field" search, is what no index can serve
+    assert statements and not [sql for sql in statements if "UPPER(" in sql.upper()]
+    assert any('"outbox_message"."aggregate_id" = \'ORD-1\'' in sql for sql in statements)
+
+
+def _scans(plan: dict) -> list[dict]:
+    """The nodes of a JSON plan that read outbox_message or one of its indexes (a bitmap heap
+    scan only fetches the rows its bitmap index scans found: left out)."""
+    nodes = [plan] + [n for child in plan.get("Plans", []) for n in _scans(child)]
+    reads = [n for n in nodes if n.get("Relation Name") == "outbox_message" or "Index Name" in n]
+    return [n for n in reads if n["Node Type"] != "Bitmap Heap Scan"]
+
+
+def _leading_column(cursor, index: str) -> str:
+    cursor.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        " WHERE c.relname = %s",
+        [index],
+    )
+    return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("text", ["ORD-1", "order:ORD-1", "ORD-1 ORD-2", "{event_id}"])
+def test_id_search_is_served_by_indexes(admin_client, event_type, text):
+    # Given a row, and the statements the changelist runs to search it
+    event = _record(event_type, "ORD-1")
+    statements = _search_sql(admin_client, text.format(event_id=event.event_id))
+
+    # When they are planned with sequential scans priced out (a tiny test table would be read
+    # whole anyway), then every one looks its rows up in an index by the index's leading column:
+    # neither a sequential scan nor a walk through a whole index (what PostgreSQL 15 does for
+    # `aggregate_id = ...` alone on the (aggregate_type, aggregate_id, sequence) index)
+    scans, full_reads = 0, []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql in statements:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+            for node in _scans(cursor.fetchone()[0][0]["Plan"]):
+                scans += 1
+                index, condition = node.get("Index Name"), node.get("Index Cond", "")
+                if not index or not re.search(rf"\b{_leading_column(cursor, index)}\b", condition):
+                    full_reads.append((node["Node Type"], index, condition))
+
+    assert len(statements) >= 2  # the aggregate types present, then the page (and its count)
+    assert scans and full_reads == []
