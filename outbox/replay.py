@@ -58,6 +58,7 @@ from outbox.exceptions import OutboxError
 from outbox.models import OutboxMessage, ReplayRun
 from outbox.publisher import Publisher
 from outbox.retention import inbox_memory_start
+from outbox.selectors import outbox_aggregate_types
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +122,23 @@ class ReplayFilters:
         if self.types:
             queryset = queryset.filter(type__in=self.types)
         if self.aggregates:
-            queryset = queryset.filter(reduce(or_, map(_aggregate_q, self.aggregates)))
+            types = outbox_aggregate_types(using=queryset.db)
+            queryset = queryset.filter(
+                reduce(or_, (_aggregate_q(text, types) for text in self.aggregates))
+            )
         if self.correlations:
             queryset = queryset.filter(correlation_id__in=self.correlations)
         return queryset
 
 
-def _aggregate_q(text: str) -> Q:
+def _aggregate_q(text: str, aggregate_types: list[str]) -> Q:
     kind, sep, ident = text.partition(":")
-    return Q(aggregate_type=kind, aggregate_id=ident) if sep else Q(aggregate_id=text)
+    if sep:
+        return Q(aggregate_type=kind, aggregate_id=ident)
+    # A bare id in any type: naming every type present lets the unique (aggregate_type,
+    # aggregate_id, sequence) index serve it; `aggregate_id = ...` alone walks that whole index
+    # (PostgreSQL 15 has no skip scan), which grows with the retained log.
+    return Q(aggregate_type__in=aggregate_types, aggregate_id=text)
 
 
 def published_rows(*, using: str, snapshot_at: datetime | None = None) -> QuerySet:

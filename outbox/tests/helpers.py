@@ -4,6 +4,7 @@ Child processes (a relay, workers, commands): :mod:`outbox.tests.processes`.
 """
 
 import contextlib
+import re
 import selectors
 import socket
 import threading
@@ -11,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import amqp
@@ -30,6 +32,47 @@ def unmark_published(message_id: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("UPDATE outbox_message SET published_at = NULL WHERE id = %s", [message_id])
     requeue([message_id])
+
+
+@dataclass(frozen=True)
+class IndexRead:
+    """A node of a query plan that reads outbox_message or one of its indexes."""
+
+    node_type: str
+    index: str | None
+    condition: str
+    by_leading_column: bool  # an index probe on the index's first column, not a whole walk
+
+
+def index_reads(cursor: object, plan: dict) -> list[IndexRead]:
+    """How a JSON plan (``EXPLAIN (FORMAT JSON)``'s ``Plan``) reads outbox_message: a sequential
+    scan, or a walk through a whole index (what PostgreSQL 15 does for ``aggregate_id = ...``
+    alone on the (aggregate_type, aggregate_id, sequence) index), has ``by_leading_column``
+    false. A bitmap heap scan only fetches what its index scans found: left out."""
+    nodes = [plan]
+    for node in nodes:
+        nodes.extend(node.get("Plans", []))
+    reads = []
+    for node in nodes:
+        index = node.get("Index Name")
+        if node["Node Type"] == "Bitmap Heap Scan" or not (
+            index or node.get("Relation Name") == "outbox_message"
+        ):
+            continue
+        condition = node.get("Index Cond", "")
+        leading = bool(index) and re.search(rf"\b{_leading_column(cursor, index)}\b", condition)
+        reads.append(IndexRead(node["Node Type"], index, condition, bool(leading)))
+    return reads
+
+
+def _leading_column(cursor: object, index: str) -> str:
+    cursor.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        " WHERE c.relname = %s",
+        [index],
+    )
+    return cursor.fetchone()[0]
 
 
 def make_payload(order_id: str = "o-1", total: str = "10.00") -> dict:
