@@ -231,12 +231,26 @@ def sign(envelope: Envelope, payload: Mapping[str, Any], key: SigningKey) -> dic
 
 
 def sign_row(row: "OutboxMessage", *, key: SigningKey | None = None) -> "OutboxMessage":
-    """Add the signature headers to an (unsaved) outbox row, with its source's current key."""
+    """Add the signature headers to an outbox row, with its source's current key (or ``key``).
+
+    ``record_event`` signs each new row so; ``resign_outbox`` (``outbox.resigning``) signs
+    stored rows again, with the key their source signs with now, replacing the two headers.
+    """
     key = key or get_keyring().current(row.source)
     # The payload exactly as JSON will carry it: tuples become lists, non-string keys strings.
     payload = json.loads(json.dumps(row.payload, allow_nan=False))
     row.headers = {**(row.headers or {}), **sign(Envelope.of_row(row), payload, key)}
     return row
+
+
+def verify_row(row: "OutboxMessage", *, keyring: Keyring | None = None) -> SigningKey:
+    """Check a stored outbox row's signature as a consumer will check it once it is sent;
+    return the key, or raise :class:`InvalidSignature`.
+
+    For a row read from the database (its payload decoded from the stored JSON text): the
+    envelope is the one ``outbox.wire`` sends, so this is the consumer's check minus the wire.
+    """
+    return verify(Envelope.of_row(row), row.payload, row.headers or {}, keyring=keyring)
 
 
 def verify(

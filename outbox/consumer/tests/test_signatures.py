@@ -3,8 +3,10 @@ not verify is dead-lettered with its reason, its effect never applied, and the n
 
 import json
 import uuid
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from prometheus_client import REGISTRY
 
@@ -246,6 +248,32 @@ def test_replayed_events_verify_and_a_replayed_but_altered_one_is_refused(bed):
     assert dead.properties["message_id"] == str(altered.event_id)
     assert "altered after it was signed" in headers_of(dead)["x-death-reason"]
     assert headers_of(dead)["x-outbox-replay"] == "true"
+
+
+def test_a_row_signed_again_after_a_rotation_replays_once_the_old_key_is_gone(bed, settings):
+    # given an event recorded with the old key, relayed and handled
+    with transaction.atomic():
+        recorded = record_event(
+            bed.placed, aggregate_id="o-1", payload={"order_id": "o-1", "total": "1.00"}
+        )
+    assert Relay(once=True).run() == 1
+    assert run_worker(bed)["handled"] == 1
+    # when the key is rotated (the new one signs), the retained row is signed again with it,
+    # and the old key is removed everywhere
+    settings.OUTBOX_SIGNING_KEYS = f"{PRODUCER_NEW},{PRODUCER_OLD},{OTHER_KEY}"
+    call_command("resign_outbox", "--key-id", "prod-1", stdout=StringIO())
+    recorded.refresh_from_db()
+    assert recorded.headers[KEY_ID_HEADER] == "prod-2"
+    settings.OUTBOX_SIGNING_KEYS = f"{PRODUCER_NEW},{OTHER_KEY}"
+    # and the event is replayed to the service, to be applied again
+    result = replay_events(
+        bed.service, filters=ReplayFilters(), reprocess=True, databases=["default"]
+    )
+    assert result.sent == 1
+    stats = run_worker(bed)
+    # then the replayed copy verifies with the new key and is applied (not dead-lettered)
+    assert (stats["handled"], stats["dead"]) == (1, 0)
+    assert [call.id for call in bed.calls] == [recorded.event_id, recorded.event_id]
 
 
 def test_a_consumer_missing_a_new_key_dead_letters_until_configured_then_a_requeue_applies(
