@@ -15,7 +15,7 @@ from outbox.exceptions import InvalidOccurredAt, InvalidPayload, NotInTransactio
 from outbox.models import MAX_ID_LENGTH, OutboxMessage
 from outbox.partitioning import partition_for
 from outbox.registry import EventType, get_validator
-from outbox.signing import sign_row
+from outbox.signing import get_keyring, sign_row
 
 # Envelope attributes travel as `ce-*` headers, and the outbox's own (signature, replay) as
 # `x-outbox-*`: callers must not smuggle either in.
@@ -77,11 +77,15 @@ def record_event(
         validate_occurred_at(event_type, occurred_at)
     extra_headers = _clean_headers(event_type, headers or {})
     extra_headers.setdefault(tracing.HEADER, tracing.outgoing_traceparent())
+    source = event_type.source or get_settings().source
+    # The key first: a source without one is refused before the aggregate's sequence moves (a
+    # caller that catches the error and commits would otherwise leave a gap in it).
+    key = get_keyring().current(source)
     sequence = _next_sequence(event_type.aggregate_type, aggregate_id, using)
     event_id = event_id or uuid.uuid4()
     message = OutboxMessage(
         event_id=event_id,
-        source=event_type.source or get_settings().source,
+        source=source,
         type=event_type.type,
         schema_version=event_type.version,
         aggregate_type=event_type.aggregate_type,
@@ -97,7 +101,7 @@ def record_event(
         routing_key=event_type.routing_key,
         partition=partition_for(event_type.aggregate_type, aggregate_id, get_settings().partitions),
     )
-    sign_row(message)
+    sign_row(message, key=key)
     message.save(using=using, force_insert=True)
     return message
 

@@ -228,6 +228,10 @@ def test_an_event_whose_source_has_no_signing_key_is_refused_and_rolled_back(eve
     with refused, transaction.atomic():
         record_event(event_type, aggregate_id="nokey", payload=make_payload())
     assert not OutboxMessage.objects.filter(aggregate_id="nokey").exists()
+    # and a caller that catches the error and commits finds no trace, not even a sequence
+    with transaction.atomic(), pytest.raises(SigningConfigError):
+        record_event(event_type, aggregate_id="nokey", payload=make_payload())
+    assert not AggregateSequence.objects.filter(aggregate_id="nokey").exists()
 
 
 # --- occurred_at: any past time, never naive, never beyond OUTBOX_MAX_FUTURE_SKEW ahead ---------
