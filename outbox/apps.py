@@ -14,12 +14,13 @@ class OutboxConfig(AppConfig):
 
     def ready(self) -> None:
         """Import each app's ``events`` (event types) and ``topology`` (broker declarations);
-        register the signing keys' system check."""
+        register the outbox's system checks."""
         from django.core import checks
 
-        from outbox.checks import check_signing_keys
+        from outbox.checks import check_future_skew, check_signing_keys
 
         checks.register(check_signing_keys)
+        checks.register(check_future_skew)
         # Imported here: topology registers the exchanges contributor, which needs the registry.
         from outbox import topology  # noqa: F401
 

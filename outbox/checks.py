@@ -1,5 +1,7 @@
-"""System checks of the outbox: signing keys that parse, and a key for every producing source."""
+"""System checks of the outbox: signing keys that parse, a key for every producing source, and
+settings whose nonsense values would switch a safeguard off silently."""
 
+import math
 from typing import Any
 
 from django.core import checks
@@ -39,4 +41,23 @@ def check_signing_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             id="outbox.W001",
         )
         for source in sorted(producing - keyring.sources)
+    ]
+
+
+def check_future_skew(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``OUTBOX_MAX_FUTURE_SKEW`` is a finite number of seconds, not negative.
+
+    ``nan`` would switch ``record_event``'s check of ``occurred_at`` off without a word (no
+    comparison with it is true), and a negative value would refuse events dated a moment ago.
+    """
+    skew = get_settings().max_future_skew
+    if math.isfinite(skew) and skew >= 0:
+        return []
+    return [
+        checks.Error(
+            f"OUTBOX_MAX_FUTURE_SKEW is {skew!r}: it must be a finite number of seconds, 0 or more",
+            hint="Leave it unset (300 s) or give the seconds an occurred_at may lie ahead of the "
+            "producer's clock (docs/outbox.md).",
+            id="outbox.E003",
+        )
     ]

@@ -29,6 +29,12 @@ class InvalidPayload(OutboxError):
         self.reason = reason
         super().__init__(f"invalid {self.kind} for {event_type} v{version} at {path}: {reason}")
 
+    @property
+    def summary(self) -> str:
+        """The error without what differs from one row to the next, for reports that count rows
+        by reason (``import_outbox_pattern``): here, the message itself."""
+        return str(self)
+
 
 class InvalidOccurredAt(InvalidPayload):
     """The ``occurred_at`` given to ``record_event`` is naive or too far in the future.
@@ -39,8 +45,14 @@ class InvalidOccurredAt(InvalidPayload):
 
     kind = "event time"
 
-    def __init__(self, event_type: str, version: int, reason: str) -> None:
+    def __init__(self, event_type: str, version: int, reason: str, *, summary: str) -> None:
         super().__init__(event_type, version, "occurred_at", reason)
+        self._summary = summary
+
+    @property
+    def summary(self) -> str:
+        """The refusal without the time and the clock's reading (which differ for every row)."""
+        return f"invalid {self.kind} for {self.event_type} v{self.version}: {self._summary}"
 
 
 class UnknownEventType(OutboxError):

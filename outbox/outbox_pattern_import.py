@@ -145,9 +145,13 @@ def _map_rows(rows: list[tuple], report: ImportReport, skip: list[uuid.UUID]) ->
     for row in rows:
         try:
             mapped.append(map_row(*row))
-        except (dop.Unmappable, InvalidPayload) as exc:
+        except dop.Unmappable as exc:
             skip.append(row[0])
             report.skip(str(exc), str(row[0]))
+        except InvalidPayload as exc:
+            skip.append(row[0])
+            # Counted by what is wrong, not by each row's values (a clock ahead: every row's).
+            report.skip(exc.summary, str(row[0]))
     return mapped
 
 

@@ -18,8 +18,11 @@ from outbox.queue import drop_stale_entries
 # occurred_at, which a row's publication always follows: every row published before the cutoff
 # occurred before it too (a producer clock ahead of the database's by a few seconds only defers
 # a row to the next run; record_event refuses an occurred_at more than OUTBOX_MAX_FUTURE_SKEW
-# ahead, so no row outlives its retention by more). Pending and parked rows are never matched,
-# however old; they are few, and a row pending since before the cutoff is walked past.
+# ahead of the recording process's clock, so with producers' clocks in step with the database's
+# no row outlives its retention by more; a producer whose clock runs ahead dates its events
+# ahead by as much, and rows loaded in bulk bypass record_event). Pending and parked rows are
+# never matched, however old; they are few, and a row pending since before the cutoff is walked
+# past.
 DELETE_PUBLISHED_SQL = """
 DELETE FROM {table} WHERE id IN (
     SELECT id FROM {table}

@@ -147,6 +147,7 @@ def validate_occurred_at(event_type: EventType, occurred_at: Any) -> None:
             f"{occurred_at!r} is not a timezone-aware datetime: pass one with its zone "
             "(e.g. django.utils.timezone.now() or datetime(..., tzinfo=UTC)), so the event's "
             "time is not guessed from a server's local zone",
+            summary="occurred_at is not a timezone-aware datetime",
         )
     now = timezone.now()
     skew = get_settings().max_future_skew
@@ -158,6 +159,7 @@ def validate_occurred_at(event_type: EventType, occurred_at: Any) -> None:
             f"{occurred_at.isoformat()} is {ahead:.0f} s ahead of now ({now.isoformat()}), more "
             f"than OUTBOX_MAX_FUTURE_SKEW={skew:g} s allows; pass the time the event happened "
             "(or no occurred_at for now), or fix the clock that produced it",
+            summary=f"occurred_at more than OUTBOX_MAX_FUTURE_SKEW={skew:g} s ahead of this clock",
         )
 
 

@@ -30,20 +30,24 @@ runs rotation step 2), and each window is:
 
 It holds row locks for one short statement per window, can be interrupted at any point, and is
 idempotent: a re-signed row no longer carries the old key id, so a second run (from the start)
-skips it; a row whose signature changed between the read and the ``UPDATE`` (another run) is
-left alone and counted. Run it a second time to confirm: it finds 0 rows. (That second run
+skips it; a row whose signature changed between the read and the ``UPDATE`` (another run), or
+that another transaction holds locked at that moment, is left alone and counted. Run it a second
+time to confirm: it finds 0 rows. (That second run
 would also catch a row the first one could not see: ids are drawn before commit, so a producer
 still signing with the old key could commit a row below a window already walked.)
 
 **Pending rows** are re-signed too (a backlog waiting for the relay). A relay may have claimed
 such a row and be sending it at that moment: it sends the copy it read, signed with the old key,
 and marks the row published afterwards. Nothing is lost and nothing conflicts: the mark writes
-only ``published_at`` and ``attempts``, the re-signing only ``headers`` (each waits for the
-other's row lock and applies its change to the latest version), and the stored row ends up
-re-signed. The copy in flight verifies wherever the old key is still listed — which is why,
-after an ordinary rotation, this is run *before* step 3 removes the old key. When the old key
-was removed first (a compromised key), that copy is dead-lettered as ``unknown key id``; its
-stored row is re-signed, so replaying it (``replay_events``) delivers a copy that verifies.
+only ``published_at`` and ``attempts``, the re-signing only ``headers``; the mark waits for the
+re-signing's row lock and applies its change to the latest version, while the re-signing skips
+a row the mark holds (``SKIP LOCKED``: waiting both ways on several rows, locked in different
+orders, would be a deadlock) and leaves it to the next run. Either way the stored row ends up
+published, and re-signed by this run or the next. The copy in flight verifies wherever the old
+key is still listed — which is why, after an ordinary rotation, this is run *before* step 3
+removes the old key. When the old key was removed first (a compromised key), that copy is
+dead-lettered as ``unknown key id``; its stored row is re-signed, so replaying it
+(``replay_events``) delivers a copy that verifies.
 """
 
 import json
@@ -89,9 +93,18 @@ FROM (
 # Only the two signature headers change (`||` replaces those keys, keeps every other header as
 # it is now), and only on rows still carrying the signature that was checked: a row whose
 # signature changed since the read (another run re-signed it) is left as it now is.
+# The rows are locked first with SKIP LOCKED: a row another transaction holds (the relay's mark
+# of a pending row, which locks its rows in its own order) is left for the next run instead of
+# waited for, so the two statements can never wait for each other (a deadlock would abort one).
 RESIGN_SQL = """
+WITH v AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, signature jsonb, checked text)
+), free AS (
+    SELECT id FROM outbox_message WHERE id IN (SELECT id FROM v)
+    FOR NO KEY UPDATE SKIP LOCKED
+)
 UPDATE outbox_message AS m SET headers = m.headers || v.signature
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id bigint, signature jsonb, checked text)
+FROM v JOIN free USING (id)
 WHERE m.id = v.id
   AND m.headers ->> %(key_header)s = %(key_id)s
   AND m.headers ->> %(signature_header)s = v.checked
@@ -111,7 +124,9 @@ class Resigned:
     scanned: int = 0
     batches: int = 0
     resigned: int = 0  # re-signed (a dry run: would be)
-    changed: int = 0  # signature changed between the read and the UPDATE: left as they are
+    # Signature changed between the read and the UPDATE, or row busy (locked by another
+    # transaction, e.g. the relay's mark): left as they are, for the next run.
+    changed: int = 0
     refused: int = 0  # did not verify with the old key: left as they are
     refused_examples: list[str] = field(default_factory=list)
 

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from outbox.checks import check_future_skew
 from outbox.exceptions import (
     InvalidOccurredAt,
     InvalidPayload,
@@ -342,3 +343,17 @@ def test_the_allowed_skew_is_the_outbox_max_future_skew_setting(event_type):
         assert record(3600).sequence == 1
         with pytest.raises(InvalidOccurredAt, match=r"OUTBOX_MAX_FUTURE_SKEW=7200 s"):
             record(7300)
+
+
+@pytest.mark.parametrize("skew", [float("nan"), float("inf"), -1.0])
+def test_a_skew_setting_that_would_switch_the_check_off_or_refuse_the_present_is_an_error(
+    skew, settings
+):
+    settings.OUTBOX_MAX_FUTURE_SKEW = skew
+    (error,) = check_future_skew()
+    assert error.id == "outbox.E003" and repr(skew) in error.msg
+
+
+def test_a_sensible_skew_setting_passes_the_check(settings):
+    settings.OUTBOX_MAX_FUTURE_SKEW = 0
+    assert check_future_skew() == []

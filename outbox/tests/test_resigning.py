@@ -5,13 +5,14 @@ import json
 import re
 from io import StringIO
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from outbox.claiming import claim_batch, mark_published
+from outbox.claiming import MARK_PUBLISHED_SQL, claim_batch, mark_published
 from outbox.consumer.events import parse_event
 from outbox.consumer.verification import verify_event
 from outbox.models import OutboxMessage
@@ -19,7 +20,7 @@ from outbox.recording import record_event
 from outbox.signing import KEY_ID_HEADER, SIGNATURE_HEADER, InvalidSignature, parse_keyring
 from outbox.wire import to_amqp
 
-from .helpers import make_payload
+from .helpers import database_url, make_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -254,3 +255,38 @@ def test_a_pending_row_sent_while_it_is_signed_again_ends_published_and_re_signe
     properties = dict(message.properties)
     event = parse_event(message.body, properties)
     assert verify_event(event, properties, keyring=parse_keyring(DURING_ROTATION)).key_id == "ts-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_relays_mark_holds_is_skipped_not_waited_for_and_the_next_run_signs_it(
+    event_type, settings
+):
+    # given two pending rows claimed by a relay, which is marking one of them right now (its
+    # mark's transaction holds the row's lock)
+    busy, free = record(event_type, "o-1", "o-2")
+    partitions = range(settings.OUTBOX_PARTITIONS)
+    claimed = {row.id: row for row in claim_batch(partitions=partitions, limit=10)}
+    settings.OUTBOX_SIGNING_KEYS = DURING_ROTATION
+    with psycopg.connect(database_url()) as relay:
+        relay.execute(MARK_PUBLISHED_SQL, {"ids": [busy]})
+
+        # when resign_outbox runs meanwhile, it does not wait for that lock (were it to wait,
+        # lock_timeout fails the test instead of hanging it): it signs the other row and counts
+        # this one as busy, for the next run
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        try:
+            out = resign("--key-id", "ts-1")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+        assert "re-signed 1 rows" in out and "1 rows changed or busy" in out
+        assert key_ids() == {busy: "ts-1", free: "ts-2"}
+        relay.commit()
+
+    # then the mark went through, and the next run signs the row it skipped
+    assert mark_published([claimed[free]]) == 1
+    assert "re-signed 1 rows" in resign("--key-id", "ts-1")
+    assert key_ids() == {busy: "ts-2", free: "ts-2"}
+    states = set(OutboxMessage.objects.values_list("published_at", flat=True))
+    assert None not in states

@@ -89,7 +89,7 @@ def summary(result: Resigned) -> str:
         f"scanned {result.scanned} rows in {result.batches} batches"
     )
     if result.changed:
-        text += f"; {result.changed} rows changed while this ran (run it again)"
+        text += f"; {result.changed} rows changed or busy while this ran (run it again)"
     if result.refused:
         text += f"; {result.refused} rows do not verify, left as they are"
     return text
