@@ -8,6 +8,7 @@ from django.core import checks
 
 from outbox.conf import get_settings
 from outbox.registry import all_event_types
+from outbox.retention import MIN_INBOX_MARGIN_DAYS
 from outbox.signing import SigningConfigError, get_keyring
 
 
@@ -45,19 +46,27 @@ def check_signing_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
 
 
 def check_future_skew(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``OUTBOX_MAX_FUTURE_SKEW`` is a finite number of seconds, not negative.
+    """``OUTBOX_MAX_FUTURE_SKEW`` is a finite number of seconds, 0 or more, below the inbox's
+    margin.
 
     ``nan`` would switch ``record_event``'s check of ``occurred_at`` off without a word (no
     comparison with it is true), and a negative value would refuse events dated a moment ago.
+    Replay trusts an event dated less than the inbox retention ago, less a margin of
+    ``MIN_INBOX_MARGIN_DAYS`` for skewed clocks (``retention.inbox_memory_start``): an event
+    allowed to lie further ahead than that margin could be replayed after its inbox entry was
+    pruned, and applied twice.
     """
     skew = get_settings().max_future_skew
-    if math.isfinite(skew) and skew >= 0:
+    margin = MIN_INBOX_MARGIN_DAYS * 86400
+    if math.isfinite(skew) and 0 <= skew < margin:
         return []
     return [
         checks.Error(
-            f"OUTBOX_MAX_FUTURE_SKEW is {skew!r}: it must be a finite number of seconds, 0 or more",
+            f"OUTBOX_MAX_FUTURE_SKEW is {skew!r}: it must be a number of seconds from 0 to less "
+            f"than the inbox's {margin:g} s margin (MIN_INBOX_MARGIN_DAYS), or a replay could "
+            "apply an event its inbox has forgotten",
             hint="Leave it unset (300 s) or give the seconds an occurred_at may lie ahead of the "
-            "producer's clock (docs/outbox.md).",
+            "producer's clock: minutes (docs/outbox.md).",
             id="outbox.E003",
         )
     ]

@@ -345,8 +345,8 @@ def test_the_allowed_skew_is_the_outbox_max_future_skew_setting(event_type):
             record(7300)
 
 
-@pytest.mark.parametrize("skew", [float("nan"), float("inf"), -1.0])
-def test_a_skew_setting_that_would_switch_the_check_off_or_refuse_the_present_is_an_error(
+@pytest.mark.parametrize("skew", [float("nan"), float("inf"), -1.0, 86400.0, 7 * 86400.0])
+def test_a_skew_setting_that_would_switch_the_check_off_refuse_the_present_or_outrun_the_inbox(
     skew, settings
 ):
     settings.OUTBOX_MAX_FUTURE_SKEW = skew
@@ -354,6 +354,7 @@ def test_a_skew_setting_that_would_switch_the_check_off_or_refuse_the_present_is
     assert error.id == "outbox.E003" and repr(skew) in error.msg
 
 
-def test_a_sensible_skew_setting_passes_the_check(settings):
-    settings.OUTBOX_MAX_FUTURE_SKEW = 0
+@pytest.mark.parametrize("skew", [0, 300, 86399])
+def test_a_sensible_skew_setting_passes_the_check(settings, skew):
+    settings.OUTBOX_MAX_FUTURE_SKEW = skew
     assert check_future_skew() == []
