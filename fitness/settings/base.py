@@ -102,8 +102,28 @@ DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fitness")
 CONN_MAX_AGE = int(env("DJANGO_CONN_MAX_AGE", "60"))
 
 
+# A database server that vanishes without closing its connections (a host lost, a network cut)
+# would leave a process waiting on a dead socket for as long as the kernel's defaults allow
+# (hours): the relay would sit on its partition leases, a worker on its messages. TCP keepalives
+# and tcp_user_timeout make libpq notice within about a minute: the query fails, the process
+# reconnects. Seconds; DJANGO_DB_KEEPALIVE_IDLE=0 turns keepalives off.
+DB_KEEPALIVE_IDLE = int(env("DJANGO_DB_KEEPALIVE_IDLE", "30"))
+
+
 def _database(url: str) -> dict:
-    return dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+    database = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+    if DB_KEEPALIVE_IDLE > 0:
+        database.setdefault("OPTIONS", {}).update(
+            {
+                "keepalives": 1,
+                "keepalives_idle": DB_KEEPALIVE_IDLE,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                # data sent and not acknowledged for this long: the connection is dead (ms)
+                "tcp_user_timeout": (DB_KEEPALIVE_IDLE + 30) * 1000,
+            }
+        )
+    return database
 
 
 DATABASES = {"default": _database(DATABASE_URL)}
