@@ -171,6 +171,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ACME Fitness <shop@acmefitness.com>")
+# Seconds the SMTP backend waits on the mail server (connect, each reply). Django's default is
+# none: a server that accepts and never answers would hold the notifications worker, its inbox
+# row and its order lock forever; with a timeout the send fails and the event is retried later.
+EMAIL_TIMEOUT = float(env("DJANGO_EMAIL_TIMEOUT", "10"))
 
 # --- Messaging -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")

@@ -25,7 +25,8 @@ def production_keys() -> str:
     return ",".join(f"{s}:{s.split('.')[1]}-2026-11:{secrets.token_urlsafe(32)}" for s in sources)
 
 
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+def manage(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """Run ``manage.py`` under the production settings, with ``env`` as the only DJANGO_ vars."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -39,7 +40,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
