@@ -23,8 +23,6 @@ from chaos.stack import PYTHON, ROOT, Config, Stack
 
 FINAL = ("delivered", "payment_failed", "cancelled")
 GOOD_LAST4, DECLINED_LAST4 = "2222", "0002"
-CANCELLED = "orders.order.cancelled"
-SHIPPING_MAILS = ("shipping.shipment.dispatched", "shipping.shipment.delivered")
 
 
 # -- quiescence ---------------------------------------------------------------------------------
@@ -277,6 +275,8 @@ def check(
     report.add("every order final and consistent with its card and cancellation", state_violations)
 
     # 3. Effects once: e-mails per (order, step) and the monolith's timeline.
+    from consumers.notifications.services import STALE_AFTER
+
     mail_rows = _cursor_rows("SELECT order_id, kind, sent_at FROM notifications_notification")
     mails = Counter((order_id, kind) for order_id, kind, _sent in mail_rows)
     sent_at = {(order_id, kind): sent for order_id, kind, sent in mail_rows}
@@ -284,16 +284,18 @@ def check(
     for order_id, types in per_order.items():
         if order_id not in orders:
             continue
-        cancelled_mail = sent_at.get((order_id, CANCELLED))
         for event_type in notified_types:
             want = types[event_type]
-            if event_type in SHIPPING_MAILS and cancelled_mail and want == 1:
-                # After the cancellation mail no "on its way"/"delivered" mail goes out (a
-                # parcel that left before the cancellation): one only if it was sent before.
+            overtaking = [k for k in STALE_AFTER.get(event_type, ()) if (order_id, k) in sent_at]
+            if overtaking and want == 1:
+                # No mail goes out after a mail that overtook it ("on its way" after
+                # "delivered", anything saying the order is coming after "cancelled"...): one
+                # only if it was sent before them all.
                 mail = sent_at.get((order_id, event_type))
-                if mail is not None and mail > cancelled_mail:
+                first = min(overtaking, key=lambda kind: sent_at[(order_id, kind)])
+                if mail is not None and mail > sent_at[(order_id, first)]:
                     effect_violations.append(
-                        f"order {order_id}: {event_type} e-mail after the cancellation e-mail"
+                        f"order {order_id}: {event_type} e-mail after the {first} e-mail"
                     )
                 continue
             if mails[(order_id, event_type)] != want:

@@ -8,24 +8,40 @@ Both copies then carry the same ``Message-ID`` (made from the event id), so mail
 clients that de-duplicate by it show the customer one mail (``make chaos`` counts the ids).
 """
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 
 from consumers.notifications.messages import message_for
 from consumers.notifications.models import Notification, Recipient
+from outbox.consumer.locking import lock_for_transaction
 from outbox.exceptions import RetryLater
+
+logger = logging.getLogger(__name__)
 
 DATABASE = "notifications"
 MESSAGE_ID_DOMAIN = "notifications.acme-fitness.example"
 ORDER_CANCELLED = "orders.order.cancelled"
-# Mails that would tell the customer of a cancelled order that it is coming. Shipping dispatches
-# no cancelled order; a parcel that had left before the cancellation is an operator's matter
-# (docs/consumers.md), and a "your order is on its way" after "your order was cancelled" would
-# only confuse the customer.
-NOT_AFTER_CANCELLATION = frozenset({"shipping.shipment.dispatched", "shipping.shipment.delivered"})
+PAYMENT_AUTHORIZED = "payments.payment.authorized"
+PAYMENT_REFUNDED = "payments.payment.refunded"
+SHIPMENT_DISPATCHED = "shipping.shipment.dispatched"
+SHIPMENT_DELIVERED = "shipping.shipment.delivered"
+# The customer reads the order's mails as one story: paid -> on its way -> delivered, or
+# cancelled -> refunded. A mail whose news a mail already sent has overtaken is not sent (a retry
+# or another producer's event can deliver it late): "on its way" after "delivered", "being
+# packed" after "on its way", anything saying the order is coming after "cancelled" or
+# "refunded" (shipping dispatches no cancelled order; a parcel that had left before the
+# cancellation is an operator's matter, docs/consumers.md). The refund mail tells of the money.
+STALE_AFTER: dict[str, frozenset[str]] = {
+    PAYMENT_AUTHORIZED: frozenset(
+        {SHIPMENT_DISPATCHED, SHIPMENT_DELIVERED, ORDER_CANCELLED, PAYMENT_REFUNDED}
+    ),
+    SHIPMENT_DISPATCHED: frozenset({SHIPMENT_DELIVERED, ORDER_CANCELLED, PAYMENT_REFUNDED}),
+    SHIPMENT_DELIVERED: frozenset({ORDER_CANCELLED, PAYMENT_REFUNDED}),
+}
 # Advisory locks in the two-key form (classid, objid); classid marks them as notifications' ("no").
 ORDER_LOCK_NAMESPACE = 0x6E6F
 
@@ -50,42 +66,44 @@ def _address(order_id: int, payload: dict[str, Any]) -> str:
 
 
 def _lock_order(order_id: int) -> None:
-    """Serialise the cancellation mail and the shipping mails of one order until the
-    transaction ends.
+    """Serialise the mails of one order until the transaction ends.
 
-    They come from different producers (the monolith, shipping), so the framework's
+    They come from different producers (the monolith, payments, shipping), so the framework's
     per-aggregate lock (per producer) does not serialise them: a worker sending the shipping
     mail could miss the cancellation another worker is sending and has not committed yet, or
     check before it and send after it. A transaction-scoped advisory lock on the order, taken
     in the consumer's transaction (with the inbox entry) before the check, closes that gap: one
-    of the two mails is sent and committed before the other is considered (a hash collision
-    only makes two orders wait for each other). Left open: a cancellation mail whose commit
-    fails after it went out leaves no row, so a shipping mail may follow it before its retry
-    sends it again.
+    mail is sent and committed before the next is considered (a hash collision only makes two
+    orders wait for each other). Left open: a mail whose commit fails after it went out leaves
+    no row, so a mail it makes stale may follow it before its retry sends it again.
     """
-    connection = connections[DATABASE]
-    # Outside a transaction the lock would be released at once, silently: no serialisation.
-    if not connection.in_atomic_block:
-        raise RuntimeError("notification_send must run inside the consumer's transaction")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ORDER_LOCK_NAMESPACE, str(order_id)]
-        )
+    lock_for_transaction(namespace=ORDER_LOCK_NAMESPACE, key=str(order_id), using=DATABASE)
 
 
-def _cancellation_sent(order_id: int) -> bool:
-    notifications = Notification.objects.using(DATABASE)
-    return notifications.filter(order_id=order_id, kind=ORDER_CANCELLED).exists()
+def _overtaken_by(event_type: str, order_id: int) -> str | None:
+    """The kind of a mail already sent that makes this one stale (``STALE_AFTER``), if any."""
+    later = STALE_AFTER.get(event_type)
+    if not later:
+        return None
+    sent = Notification.objects.using(DATABASE).filter(order_id=order_id, kind__in=later)
+    return sent.values_list("kind", flat=True).first()
 
 
 def notification_send(*, event_type: str, event_id: str, payload: dict[str, Any]) -> bool:
     """E-mail the customer about one step of their order; ``False`` if it was already sent, or
-    if it is a shipping mail for an order whose cancellation the customer was told about.
-    Runs inside the consumer's transaction."""
+    if a mail already sent overtook it (``STALE_AFTER``): then nothing is sent, and the event
+    counts as handled (its inbox row commits; no retry). Runs inside the consumer's transaction.
+    """
     order_id = payload["order_id"]
-    if event_type == ORDER_CANCELLED or event_type in NOT_AFTER_CANCELLATION:
-        _lock_order(order_id)
-    if event_type in NOT_AFTER_CANCELLATION and _cancellation_sent(order_id):
+    _lock_order(order_id)
+    overtaken_by = _overtaken_by(event_type, order_id)
+    if overtaken_by is not None:
+        logger.info(
+            "notifications: no %s mail for order %s, the %s mail went out before it",
+            event_type,
+            order_id,
+            overtaken_by,
+        )
         return False
     recipient = _address(order_id, payload)
     subject, body = message_for(event_type, payload)

@@ -2,6 +2,13 @@
 
 Each runs inside the consumer framework's transaction (the inbox entry, the payment row and the
 outgoing event commit together), on the service's own database alias.
+
+The charge and the refund of one order first take a lock on the order, held until that
+transaction ends: the framework serialises ``orders.order.placed`` and ``orders.order.cancelled``
+only when both carry a ``ce-sequence`` of the same aggregate (events imported from
+django-outbox-pattern carry none). Without it, two workers could each miss the other's
+uncommitted row — the cancellation finding no payment to refund, the charge no
+``CancelledOrder`` — and leave a cancelled order charged, never refunded.
 """
 
 import uuid
@@ -14,9 +21,16 @@ from django.utils import timezone
 from consumers.payments.events import PAYMENT_AUTHORIZED, PAYMENT_DECLINED, PAYMENT_REFUNDED
 from consumers.payments.models import CancelledOrder, Payment
 from consumers.payments.rules import charge_decide
+from outbox.consumer.locking import lock_for_transaction
 from outbox.recording import record_event
 
 DATABASE = "payments"
+# Advisory locks in the two-key form (classid, objid); classid marks them as payments' ("pa").
+ORDER_LOCK_NAMESPACE = 0x7061
+
+
+def _lock_order(order_id: int) -> None:
+    lock_for_transaction(namespace=ORDER_LOCK_NAMESPACE, key=str(order_id), using=DATABASE)
 
 
 def _record(event_type: Any, payment: Payment, payload: dict[str, Any], causation_id: str) -> None:
@@ -39,6 +53,7 @@ def payment_charge_for_order(
     order was cancelled before its payment was taken, or when it was already charged.
     """
     order_id = order["order_id"]
+    _lock_order(order_id)
     payments = Payment.objects.using(DATABASE)
     if CancelledOrder.objects.using(DATABASE).filter(order_id=order_id).exists():
         return None
@@ -92,6 +107,7 @@ def payment_refund_for_cancelled_order(
     Returns the refunded payment, or ``None`` when there was nothing to refund (not charged yet,
     declined, or already refunded).
     """
+    _lock_order(order_id)
     CancelledOrder.objects.using(DATABASE).get_or_create(
         order_id=order_id, defaults={"reason": reason[:255]}
     )

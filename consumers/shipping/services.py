@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from consumers.shipping.events import SHIPMENT_DELIVERED, SHIPMENT_DISPATCHED
 from consumers.shipping.models import CancelledOrder, Shipment
+from outbox.consumer.locking import lock_for_transaction
 from outbox.recording import record_event
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,7 @@ def _lock_order(order_id: int) -> None:
     other's uncommitted row and dispatch a cancelled order. A transaction-scoped advisory lock
     on the order closes that gap (a hash collision only makes two orders wait for each other).
     """
-    with connections[DATABASE].cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ORDER_LOCK_NAMESPACE, str(order_id)]
-        )
+    lock_for_transaction(namespace=ORDER_LOCK_NAMESPACE, key=str(order_id), using=DATABASE)
 
 
 def _delivery_delay() -> timedelta:

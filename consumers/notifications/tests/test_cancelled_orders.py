@@ -1,20 +1,17 @@
-"""A customer told that their order was cancelled is not told afterwards that it ships."""
+"""A customer told that their order was cancelled is not told afterwards that it ships or that
+its payment was received."""
 
 import dataclasses
-import threading
 import uuid
 
 import pytest
 from django.core import mail
-from django.db import connections, transaction
 
 from consumers.notifications.handlers import service
 from consumers.notifications.messages import message_for
 from consumers.notifications.models import Notification
-from consumers.notifications.services import DATABASE
 from outbox.consumer.events import ReceivedEvent
-from outbox.consumer.testing import handle, received_event
-from outbox.tests.helpers import wait_for
+from outbox.consumer.testing import handle, handle_concurrently, received_event
 
 pytestmark = pytest.mark.django_db(databases=["default", "notifications"])
 
@@ -38,6 +35,21 @@ def shipping_step(step: str):
     return received_event(f"shipping.shipment.{step}", {**parcel, "customer_email": EMAIL, **at})
 
 
+def payment_step(step: str, sequence: int = 1, **extra: str):
+    """``payments.payment.authorized`` (with ``extra``: its card) or ``...refunded`` of the
+    order, as payments publishes it."""
+    payload = {"order_id": ORDER_ID, "amount": "20.00", "currency": "USD"}
+    payload |= {"transaction_id": str(uuid.uuid4()), **extra}
+    event_type = f"payments.payment.{step}"
+    return received_event(event_type, payload, source="fitness.payments", sequence=sequence)
+
+
+def authorized():
+    """``payments.payment.authorized`` of the order (it carries the customer's address)."""
+    card = {"card_brand": "visa", "card_last4": "4242", "customer_email": EMAIL}
+    return payment_step("authorized", 1, **card)
+
+
 def _kinds() -> list[str]:
     return list(Notification.objects.order_by("id").values_list("kind", flat=True))
 
@@ -58,45 +70,12 @@ def test_a_shipping_mail_sent_before_the_cancellation_stays_sent():
     assert len(mail.outbox) == 2
 
 
-class Worker(threading.Thread):
-    """A notifications worker handling one event in a transaction of its own, on a connection of
-    its own; it keeps the transaction open after the handler until ``commit`` is set."""
-
-    def __init__(self, event: ReceivedEvent, *, hold: bool = False) -> None:
-        super().__init__(name=f"worker-{event.type}")
-        self.event = event
-        self.connected, self.handled, self.commit = (threading.Event() for _ in range(3))
-        if not hold:
-            self.commit.set()
-        self.backend_pid = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            connections[DATABASE].ensure_connection()
-            self.backend_pid = connections[DATABASE].connection.info.backend_pid
-            self.connected.set()
-            with transaction.atomic(using=DATABASE):
-                handle(service, self.event)
-                self.handled.set()
-                self.commit.wait(30)
-        except BaseException as exc:  # shown by the test
-            self.error = exc
-        finally:
-            connections.close_all()
-
-
-def _waiting_for_a_lock(pid: int) -> bool:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", [pid])
-        return cursor.fetchone() is not None
-
-
 def _from_its_producer(event: ReceivedEvent) -> ReceivedEvent:
-    """The event with the source it has in production (the monolith's cancellation,
-    shipping's shipment events): the framework's per-aggregate lock, per producer, then does
-    not order the two, as between two real workers."""
-    source = "fitness.monolith" if event.type.startswith("orders.") else "fitness.shipping"
+    """The event with the source it has in production (the monolith's cancellation, payments'
+    and shipping's events): the framework's per-aggregate lock, per producer, then does not
+    order the two, as between two real workers."""
+    producer = event.type.split(".")[0]
+    source = "fitness.monolith" if producer == "orders" else f"fitness.{producer}"
     return dataclasses.replace(event, source=source)
 
 
@@ -106,36 +85,22 @@ def _from_its_producer(event: ReceivedEvent) -> ReceivedEvent:
     [
         ("cancellation", "shipping", ["cancellation"]),
         ("shipping", "cancellation", ["shipping", "cancellation"]),
+        ("cancellation", "payment", ["cancellation"]),
+        ("payment", "cancellation", ["payment", "cancellation"]),
     ],
 )
-def test_a_cancellation_and_a_shipping_mail_handled_at_once_do_not_interleave(
+def test_a_cancellation_and_a_shipping_or_payment_mail_handled_at_once_do_not_interleave(
     first: str, second: str, mailed: list[str]
 ) -> None:
     events = {"cancellation": cancelled(), "shipping": shipping_step("dispatched")}
+    events["payment"] = authorized()
     events = {name: _from_its_producer(event) for name, event in events.items()}
     # given a worker that sent the first mail of an order and has not committed yet
-    holding = Worker(events[first], hold=True)
-    holding.start()
-    assert holding.handled.wait(30), holding.error
-    other = Worker(events[second])
-    try:
-        # when a second worker handles the order's other mail meanwhile
-        other.start()
-        assert other.connected.wait(30), other.error
-        wait_for(
-            lambda: _waiting_for_a_lock(other.backend_pid) or not other.is_alive(),
-            15,
-            "the second worker to wait for a lock or to finish",
-        )
-        # then it waits for the first one's commit, and decides only then: no shipping mail
-        # after the cancellation mail, no cancellation mail while a shipping mail is being sent
-        assert not other.handled.is_set(), f"{second} handled before the {first} committed"
-    finally:
-        holding.commit.set()
-        holding.join(30)
-        if other.ident is not None:  # started
-            other.join(30)
-    assert (holding.error, other.error) == (None, None)
+    # when a second worker handles the order's other mail meanwhile
+    waited = handle_concurrently(service, events[first], events[second])
+    # then it waits for the first one's commit, and decides only then: no shipping or payment
+    # mail after the cancellation mail, no cancellation mail while another one is being sent
+    assert waited, f"{second} handled before the {first} committed"
     assert _kinds() == [events[name].type for name in mailed]
     expected = [message_for(events[name].type, events[name].payload)[0] for name in mailed]
     assert [message.subject for message in mail.outbox] == expected
