@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.broker import connect
 from outbox.conf import get_settings
+from outbox.leases import LOCK_NAMESPACE, PRESENCE_KEY
 from outbox.queue import requeue
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -127,6 +128,22 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, what: str =
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def partitions_by_relay() -> dict[int, list[int]]:
+    """Which relay session (pid) holds which partition locks right now, read from PostgreSQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objsubid = 2 AND objid::bigint <> %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY objid",
+            [LOCK_NAMESPACE, PRESENCE_KEY],
+        )
+        held: dict[int, list[int]] = {}
+        for pid, partition in cursor.fetchall():
+            held.setdefault(pid, []).append(partition)
+        return held
 
 
 def database_url() -> str:

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from outbox.conf import get_settings
 from outbox.leases import LOCK_NAMESPACE, PRESENCE_KEY
 from outbox.models import OutboxMessage
+from outbox.partitioning import partition_for
 from outbox.recording import record_event
 from outbox.tests.processes import RelayProcess
 
@@ -21,6 +22,7 @@ from .helpers import (
     bind_queue,
     get_messages,
     make_payload,
+    partitions_by_relay,
     sequences_by_subject,
     wait_for,
 )
@@ -36,21 +38,6 @@ def record(event_type, aggregate_id: str) -> OutboxMessage:
 
 def pending_count() -> int:
     return OutboxMessage.objects.filter(published_at__isnull=True).count()
-
-
-def partitions_by_relay() -> dict[int, list[int]]:
-    """Which relay session (pid) holds which partition locks right now."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s AND objsubid = 2 AND objid::bigint <> %s"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            [LOCK_NAMESPACE, PRESENCE_KEY],
-        )
-        held: dict[int, list[int]] = {}
-        for pid, partition in cursor.fetchall():
-            held.setdefault(pid, []).append(partition)
-        return held
 
 
 def relay_backends() -> list[int]:
@@ -171,6 +158,48 @@ def test_two_relays_share_partitions_and_keep_order_per_aggregate(event_type, br
     for relay in relays:
         counts = re.findall(r"batch: \d+ claimed, (\d+) published", relay.log)
         assert sum(map(int, counts)) > 0, relay.log
+
+
+def test_a_pinned_relay_next_to_a_default_one_leaves_no_partition_waiting(
+    event_type, broker, tmp_path
+):
+    # Given a relay leasing every partition
+    queue = bind_queue(broker, event_type.exchange)
+    relays = [RelayProcess(tmp_path)]
+    try:
+        wait_for(
+            lambda: [len(p) for p in partitions_by_relay().values()] == [16],
+            what="the first relay to lease all 16 partitions",
+        )
+
+        # When a relay pinned to 0-3 starts next to it
+        relays.append(RelayProcess(tmp_path, "--partitions", "0-3"))
+
+        # Then the first hands 0-3 over and keeps the 12 only it may take
+        wait_for(
+            lambda: sorted(partitions_by_relay().values()) == [[0, 1, 2, 3], list(range(4, 16))],
+            what="0-3 and 4-15 to be leased by one relay each",
+        )
+        # And an event of each partition is published
+        rows = [record(event_type, aggregate) for aggregate in one_per_partition(event_type)]
+        messages = get_messages(broker, queue, len(rows), timeout=10)
+    finally:
+        for relay in relays:
+            relay.stop()
+    assert sorted(m.properties["message_id"] for m in messages) == sorted(
+        str(row.event_id) for row in rows
+    )
+
+
+def one_per_partition(event_type) -> list[str]:
+    """Aggregate ids whose events of ``event_type`` land one in each partition."""
+    partitions = get_settings().partitions
+    by_partition: dict[int, str] = {}
+    for aggregate in (f"o-{number}" for number in range(10 * partitions)):
+        partition = partition_for(event_type.aggregate_type, aggregate, partitions)
+        by_partition.setdefault(partition, aggregate)
+    assert len(by_partition) == partitions
+    return list(by_partition.values())
 
 
 def test_relay_catches_up_after_the_broker_was_unreachable(event_type, broker, tmp_path):
