@@ -54,3 +54,35 @@ def test_a_mail_server_that_never_answers_fails_the_send_within_the_timeout():
     seconds, error = result.stdout.strip().split(" ", 1)
     assert error == "SMTPServerDisconnected Connection unexpectedly closed: timed out"
     assert 0.5 <= float(seconds) < 5
+
+
+SERVER = (
+    "from django.core.mail import get_connection; c = get_connection(); "
+    "print(c.host, c.port, c.username, c.use_tls, c.use_ssl)"
+)
+
+
+def test_production_reads_its_mail_server_from_the_environment():
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        SERVER,
+        timeout=60,
+        DJANGO_EMAIL_HOST="smtp.example.com",
+        DJANGO_EMAIL_PORT="587",
+        DJANGO_EMAIL_HOST_USER="shop",
+        DJANGO_EMAIL_USE_TLS="true",
+        **SECRETS,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["smtp.example.com", "587", "shop", "True", "False"]
+
+
+def test_production_refuses_tls_and_ssl_together():
+    result = manage(
+        "check", timeout=60, DJANGO_EMAIL_USE_TLS="1", DJANGO_EMAIL_USE_SSL="1", **SECRETS
+    )
+    assert result.returncode != 0
+    assert "exclude each other" in result.stderr
