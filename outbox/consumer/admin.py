@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from outbox.consumer.dead_letters import ResolveResult, collect, discard, requeue
+from outbox.consumer.dead_letters import ResolveResult, collect_services, discard, requeue
 from outbox.consumer.models import DeadLetter
 from outbox.consumer.service import all_services
 
@@ -142,16 +142,22 @@ class DeadLetterAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        for service in all_services():
-            result = collect(service)
-            if result.error:
-                self.message_user(request, f"{service.name}: {result.error}", messages.ERROR)
-            elif result.taken:
+        for result in collect_services(all_services()):
+            if result.taken:
                 self.message_user(
                     request,
-                    f"{service.name}: {result.stored} new dead letter(s) "
+                    f"{result.service}: {result.stored} new dead letter(s) "
                     f"({result.duplicates} already here).",
                 )
+            if result.reduced:
+                self.message_user(
+                    request,
+                    f"{result.service}: {result.reduced} of them stored in reduced form "
+                    f"(PostgreSQL refused them as received; they cannot be requeued).",
+                    messages.WARNING,
+                )
+            if result.problem:
+                self.message_user(request, f"{result.service}: {result.problem}", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:outbox_consumer_deadletter_changelist"))
 
     # --- actions ---------------------------------------------------------------------------------

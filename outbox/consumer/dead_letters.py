@@ -4,7 +4,10 @@ Why a table: messages in a queue cannot be listed, searched or annotated, and an
 decision (who discarded what, and why) must outlive the message. So the broker queue is only a
 hand-over point: :func:`collect` *moves* messages into :class:`DeadLetter` rows — insert, commit,
 then ack, so a crash in between leaves the message in the queue and the next run's insert is a
-no-op (see the model's unique constraints). Everything else works on the rows:
+no-op (see the model's unique constraints). A message's content never stops a collection: what
+PostgreSQL would refuse is made storable, or the row is stored reduced
+(:mod:`outbox.consumer.dead_letter_rows`), one row at a time, and one service's failure does not
+stop the others (:func:`collect_services`). Everything else works on the rows:
 
 * :func:`requeue` republishes the original message (same ``message_id``, body and envelope
   headers; retry and death bookkeeping removed, so it gets the full retry budget again) to
@@ -19,22 +22,32 @@ Two kinds of dead copies are understood: the consumer's own (``x-death-reason``,
 ``delivery_limit`` when a worker died on the message again and again).
 """
 
-import hashlib
-import json
+import enum
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import datetime
 
 import amqp
-from django.db import IntegrityError, router, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    router,
+    transaction,
+)
 from django.utils import timezone
 
 from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
 from outbox.conf import get_settings
 from outbox.consumer.conf import get_consumer_settings
+from outbox.consumer.dead_letter_rows import (
+    dead_letter_from_message,
+    describe_error,
+    is_reduced,
+    reduced_dead_letter,
+)
 from outbox.consumer.dispatcher import RETRY_COUNT_HEADER
 from outbox.consumer.models import DeadLetter
 from outbox.consumer.publishing import ConfirmedPublisher, CopyNotPublished
@@ -63,6 +76,7 @@ BOOKKEEPING_HEADERS = (
 # event is a different message, with a different fingerprint).
 REQUEUED_FROM_HEADER = "x-requeued-from"
 REQUEUED_AT_HEADER = "x-requeued-at"
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 # AMQP properties carried over on requeue (never expiration, user_id or a stale delivery mode).
 REQUEUE_PROPERTIES = (
     "content_type",
@@ -75,13 +89,20 @@ REQUEUE_PROPERTIES = (
     "priority",
     "reply_to",
 )
-BROKER_REASONS = {
-    "delivery_limit": "delivered more than {limit} times without an acknowledgement "
-    "(x-delivery-limit): the worker crashed, was killed or hung on it every time",
-    "rejected": "rejected by a consumer without requeue",
-    "expired": "expired (message or queue TTL) before it was consumed",
-    "maxlen": "dropped because the queue was full (max length)",
-}
+
+
+class Outcome(enum.Enum):
+    """What became of one message taken from ``<service>.dead``."""
+
+    STORED = "stored"
+    REDUCED = "reduced"  # stored as dead_letter_rows.reduced_dead_letter: refused as it was
+    DUPLICATE = "duplicate"  # this copy, or an open row of the same event, is already stored
+    LEFT = "left"  # not storable even reduced: not acknowledged, so it stays in the queue
+
+    @property
+    def kept(self) -> bool:
+        """True when the message is in the table and may be acknowledged."""
+        return self is not Outcome.LEFT
 
 
 @dataclass
@@ -90,9 +111,32 @@ class CollectResult:
 
     service: str
     taken: int = 0  # messages taken from the queue and acknowledged
-    stored: int = 0  # new rows
+    stored: int = 0  # new rows (reduced ones included)
     duplicates: int = 0  # copies already stored (a redelivery, or a second copy of one failure)
-    error: str = ""
+    reduced: int = 0  # new rows stored in reduced form (dead_letter_rows.reduced_dead_letter)
+    left: int = 0  # messages that could not be stored at all, left in the queue
+    left_error: str = ""  # why the first of them could not be stored
+    error: str = ""  # why the run stopped before the queue was empty (broker, database)
+
+    def count(self, outcomes: list[Outcome], left_error: str) -> None:
+        """Add one batch's outcomes."""
+        self.taken += sum(outcome.kept for outcome in outcomes)
+        self.stored += sum(outcome in (Outcome.STORED, Outcome.REDUCED) for outcome in outcomes)
+        self.reduced += outcomes.count(Outcome.REDUCED)
+        self.duplicates += outcomes.count(Outcome.DUPLICATE)
+        self.left += outcomes.count(Outcome.LEFT)
+        self.left_error = self.left_error or left_error
+
+    @property
+    def problem(self) -> str:
+        """What an operator must look at ("" when every message found was moved)."""
+        problems = [self.error] if self.error else []
+        if self.left:
+            problems.append(
+                f"{self.left} message(s) could not be stored, even reduced, and stay in the "
+                f"queue: {self.left_error}"
+            )
+        return "; ".join(problems)
 
 
 @dataclass
@@ -110,13 +154,36 @@ def _database() -> str:
 # --- collecting ------------------------------------------------------------------------------
 
 
+def collect_services(
+    services: Iterable[ConsumerService], *, limit: int | None = None
+) -> list[CollectResult]:
+    """:func:`collect` each service in turn, whatever happens to the ones before it.
+
+    A service whose collection fails, even with an exception nobody foresaw, is logged with its
+    traceback and reported in its result (``error``); the next service is collected all the same:
+    one service's trouble must not leave every other service's dead letters in the broker.
+    """
+    results = []
+    for service in services:
+        try:
+            results.append(collect(service, limit=limit))
+        except Exception as exc:
+            logger.exception("dead letters %s: collection failed", service.name)
+            error = f"collection failed: {describe_error(exc)}"
+            results.append(CollectResult(service=service.name, error=error))
+    return results
+
+
 def collect(
     service: ConsumerService, *, limit: int | None = None, batch_size: int = 100
 ) -> CollectResult:
     """Move up to ``limit`` messages (all, by default) from ``<service>.dead`` into the table.
 
     Batches of ``batch_size``: take them (unacknowledged), insert the rows in one transaction,
-    commit, then acknowledge the batch. Nothing is acknowledged before it is committed.
+    commit, then acknowledge each message that is now in the table. Nothing is acknowledged
+    before it is committed. A message PostgreSQL refuses is stored in reduced form; one that
+    cannot be stored even so is never acknowledged (it goes back to the queue when the connection
+    closes) and does not stop the messages behind it.
     """
     result = CollectResult(service=service.name)
     settings = get_settings()
@@ -124,35 +191,47 @@ def collect(
     try:
         connection = connect(settings.broker_url, connect_timeout=settings.connect_timeout)
         channel = connection.channel()
-        while limit is None or result.taken < limit:
-            size = batch_size if limit is None else min(batch_size, limit - result.taken)
+        channel.auto_decode = False  # the body's bytes as received, whatever content_encoding says
+        while limit is None or result.taken + result.left < limit:
+            done = result.taken + result.left
+            size = batch_size if limit is None else min(batch_size, limit - done)
             batch = _take(channel, service.dead_letter_queue, size)
             if not batch:
                 break
-            stored = _store(service, batch)
-            channel.basic_ack(batch[-1].delivery_tag, multiple=True)
-            result.taken += len(batch)
-            result.stored += stored
-            result.duplicates += len(batch) - stored
+            outcomes, left_error = _store(service, batch)
+            # One by one, never ``multiple``: that would also acknowledge a message left
+            # unacknowledged in an earlier batch. Dead letters are few; the frames are cheap.
+            for message, outcome in zip(batch, outcomes, strict=True):
+                if outcome.kept:
+                    channel.basic_ack(message.delivery_tag)
+            result.count(outcomes, left_error)
     except amqp.exceptions.NotFound:
         result.error = (
             f"queue {service.dead_letter_queue!r} does not exist: run `manage.py setup_broker`"
         )
     except CONNECTION_ERRORS as exc:
         result.error = f"broker unreachable: {exc}"
+    except DatabaseError as exc:  # the batch rolled back and was not acknowledged
+        result.error = f"database error: {describe_error(exc)}"
     finally:
         close_quietly(connection)
-    if result.taken or result.error:
-        log = logger.error if result.error else logger.warning
-        log(
-            "dead letters %s: collected %d (%d new, %d already stored)%s",
-            service.name,
-            result.taken,
-            result.stored,
-            result.duplicates,
-            f"; {result.error}" if result.error else "",
-        )
+    _log(result)
     return result
+
+
+def _log(result: CollectResult) -> None:
+    if not (result.taken or result.problem):
+        return
+    log = logger.error if result.problem else logger.warning
+    log(
+        "dead letters %s: collected %d (%d new, %d of them reduced, %d already stored)%s",
+        result.service,
+        result.taken,
+        result.stored,
+        result.reduced,
+        result.duplicates,
+        f"; {result.problem}" if result.problem else "",
+    )
 
 
 def _take(channel: amqp.Channel, queue: str, count: int) -> list[amqp.Message]:
@@ -165,152 +244,80 @@ def _take(channel: amqp.Channel, queue: str, count: int) -> list[amqp.Message]:
     return batch
 
 
-def _store(service: ConsumerService, batch: list[amqp.Message]) -> int:
-    """Insert one row per message (duplicates skipped); return how many rows are new."""
+def _store(service: ConsumerService, batch: list[amqp.Message]) -> tuple[list[Outcome], str]:
+    """Insert one row per message in one transaction; each message's outcome, and why the first
+    message that could not be stored at all was refused.
+
+    Each insert has its own savepoint, so a row PostgreSQL refuses fails alone: it is stored
+    reduced instead, and if even that is refused the others are still committed.
+    """
     using = _database()
-    stored = 0
+    outcomes: list[Outcome] = []
+    left_error = ""
     with transaction.atomic(using=using):
         for message in batch:
-            row = dead_letter_from_message(service, message)
             try:
-                with transaction.atomic(using=using):
-                    row.save(using=using, force_insert=True)
-            except IntegrityError:
-                logger.info(
-                    "dead letters %s: event %s already stored (open), copy dropped",
-                    service.name,
-                    row.event_id,
-                )
-            else:
-                stored += 1
-    return stored
+                outcomes.append(_store_one(service, message, using))
+            except _Unstorable as exc:
+                outcomes.append(Outcome.LEFT)
+                left_error = left_error or str(exc)
+    return outcomes, left_error
 
 
-def dead_letter_from_message(service: ConsumerService, message: amqp.Message) -> DeadLetter:
-    """Read a message from ``<service>.dead`` into an unsaved :class:`DeadLetter`."""
-    properties = dict(message.properties)
-    # JSON-safe and NUL-free from here on: PostgreSQL text and jsonb refuse NUL characters, and
-    # one unstorable message must not block its queue's collection forever.
-    headers = json_safe(properties.pop("application_headers", None) or {})
-    properties = json_safe(properties)
-    body = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
-    retries = _int(headers.get(RETRY_COUNT_HEADER), 0)
-    if headers.get("x-death-reason") is not None:
-        origin = DeadLetter.Origin.CONSUMER
-        reason = str(headers["x-death-reason"])
-        attempts = _int(headers.get("x-attempts"), retries + 1)
-        dead_at = _time(headers.get("x-dead-at"))
-    else:
-        origin = DeadLetter.Origin.BROKER
-        reason, attempts, dead_at = _broker_death(service, headers, retries)
-    return DeadLetter(
-        service=service.name,
-        # django-outbox-pattern's messages carry their id in a header of their own.
-        event_id=_uuid(
-            headers.get("ce-id") or properties.get("message_id") or headers.get("dop-msg-id")
-        ),
-        event_type=str(headers.get("ce-type") or properties.get("type") or "")[:200],
-        version=_int(headers.get("ce-dataversion"), None),
-        source=str(headers.get("ce-source") or "")[:200],
-        subject=str(headers.get("ce-subject") or "")[:200],
-        correlation_id=str(headers.get("ce-correlationid") or "")[:100],
-        occurred_at=_time(headers.get("ce-time"), default=None),
-        origin=origin,
-        reason=reason,
-        attempts=attempts,
-        headers=headers,
-        properties=properties,
-        body=body,
-        payload=json_safe(_json_or_none(body)),
-        fingerprint=_fingerprint(body, headers, properties),
-        dead_at=dead_at,
+class _Unstorable(Exception):
+    """Not even the reduced row of a message could be stored."""
+
+
+# The connection itself failed: no other row can be stored either, so the batch fails and
+# nothing of it is acknowledged (collect reports a database error).
+_CONNECTION_LOST = (OperationalError, InterfaceError)
+
+
+def _store_one(service: ConsumerService, message: amqp.Message, using: str) -> Outcome:
+    full = None
+    try:
+        full = dead_letter_from_message(service, message)
+        return _insert(full, using)
+    except _CONNECTION_LOST:
+        raise
+    except Exception as exc:  # whatever keeps this row out must not keep the others out
+        refused = describe_error(exc)
+    logger.error(
+        "dead letters %s: message %s refused as received (%s): storing it reduced",
+        service.name,
+        message.properties.get("message_id"),
+        refused,
     )
-
-
-def _broker_death(
-    service: ConsumerService, headers: dict[str, Any], retries: int
-) -> tuple[str, int, datetime]:
-    deaths = headers.get("x-death")
-    first = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
-    code = str(headers.get("x-first-death-reason") or first.get("reason") or "unknown")
-    queue = str(headers.get("x-first-death-queue") or first.get("queue") or "?")
-    text = BROKER_REASONS.get(code, "dead-lettered by the broker").format(
-        limit=service.delivery_limit
-    )
-    reason = f"{code}: {text} (queue {queue})"
-    # delivery_limit: the broker counted delivery_limit + 1 deliveries in this round
-    deliveries = service.delivery_limit + 1 if code == "delivery_limit" else 1
-    attempts = retries + deliveries
-    return reason, attempts, _time(first.get("time"))
-
-
-def _fingerprint(body: bytes, headers: dict, properties: dict) -> str:
-    digest = hashlib.sha256(body)
-    digest.update(json.dumps([headers, properties], sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def json_safe(value: Any) -> Any:
-    """AMQP header/property values as storable JSON: datetimes (x-death) and bytes as text, and
-    no NUL characters (PostgreSQL refuses them in text and jsonb)."""
-    if isinstance(value, dict):
-        return {_no_nul(str(key)): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, str):
-        return _no_nul(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return _no_nul(bytes(value).decode(errors="replace"))
-    return _no_nul(str(value))  # Decimal and anything else
-
-
-def _no_nul(text: str) -> str:
-    return text.replace("\x00", "\ufffd")
-
-
-def _json_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return None
+        outcome = _insert(reduced_dead_letter(service, message, error=refused, full=full), using)
+    except _CONNECTION_LOST:
+        raise
+    except Exception as exc:
+        logger.exception(
+            "dead letters %s: message %s not storable even reduced: left in the queue",
+            service.name,
+            message.properties.get("message_id"),
+        )
+        raise _Unstorable(describe_error(exc)) from exc
+    return Outcome.REDUCED if outcome is Outcome.STORED else outcome
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def _insert(row: DeadLetter, using: str) -> Outcome:
+    """Insert ``row`` in a savepoint: STORED, or DUPLICATE when a unique key already has it."""
     try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _int(value: Any, default: int | None) -> Any:
-    try:
-        return max(0, int(value)) if value is not None and not isinstance(value, bool) else default
-    except (TypeError, ValueError):
-        return default
-
-
-_NOW = object()
-
-
-def _time(value: Any, default: Any = _NOW) -> Any:
-    moment: datetime | None = None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-    if moment is None:
-        return timezone.now() if default is _NOW else default
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        with transaction.atomic(using=using):
+            row.save(using=using, force_insert=True)
+    except IntegrityError as exc:
+        # Only a unique key means "already stored"; any other violation is a refusal.
+        if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        logger.info(
+            "dead letters %s: event %s already stored (open), copy dropped",
+            row.service,
+            row.event_id,
+        )
+        return Outcome.DUPLICATE
+    return Outcome.STORED
 
 
 # --- requeue and discard ---------------------------------------------------------------------
@@ -370,6 +377,14 @@ def requeue(ids: Iterable[int], *, by: str, note: str = "", force: bool = False)
                 except CopyNotPublished as exc:
                     result.skipped[pk] = f"not published: {exc}"
                     continue
+                except Exception as exc:  # a stored value the client cannot send: this row only
+                    logger.exception("dead letters %s: #%s cannot be requeued", row.service, pk)
+                    publisher.close()  # the channel may be half-way through a frame
+                    result.skipped[pk] = (
+                        f"not published, the stored message cannot be sent as it is "
+                        f"({type(exc).__name__}: {exc}): discard it"
+                    )
+                    continue
                 _resolve(row, State.REQUEUED, by=by, note=note, using=using)
             result.done.append(pk)
             logger.warning(
@@ -390,6 +405,12 @@ def _cannot_requeue(row: DeadLetter | None, *, force: bool) -> str:
         return "no such dead letter"
     if row.state != State.OPEN:
         return f"already {row.state}"
+    if is_reduced(row):
+        return (
+            "stored in reduced form (PostgreSQL refused it as received): its headers are kept "
+            "as text only, so the original message cannot be rebuilt; discard it, or publish it "
+            "again by hand from its body and headers"
+        )
     try:
         get_service(row.service)
     except OutboxError as exc:

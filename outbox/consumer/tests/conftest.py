@@ -52,6 +52,14 @@ def bed(make_bed) -> TestBed:
     return make_bed()
 
 
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    """A test client logged in to the admin as the superuser ``ops``."""
+    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
 def delete_topology(bed: TestBed) -> None:
     service = bed.service
     conn = broker_connection()

@@ -357,13 +357,6 @@ def test_list_shows_the_event_the_reason_and_the_attempts(bed):
 # --- the admin -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def superuser_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
 @admin_db
 def test_admin_changelist_shows_dead_letters_per_service_with_reason_and_attempts(
     make_bed, superuser_client

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from outbox.consumer.dead_letters import collect
+from outbox.consumer.dead_letters import collect_services
 from outbox.consumer.service import all_services, get_service
 from outbox.exceptions import OutboxError
 
@@ -36,15 +36,16 @@ class Command(BaseCommand):
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
         failed = []
-        for service in services:
-            result = collect(service, limit=options["limit"])
+        results = collect_services(services, limit=options["limit"])
+        for service, result in zip(services, results, strict=True):
             line = (
                 f"{service.name}: {result.taken} taken from {service.dead_letter_queue}, "
-                f"{result.stored} new, {result.duplicates} already stored"
+                f"{result.stored} new ({result.reduced} in reduced form), "
+                f"{result.duplicates} already stored"
             )
-            if result.error:
+            if result.problem:
                 failed.append(service.name)
-                self.stderr.write(f"{line}; {result.error}")
+                self.stderr.write(f"{line}; {result.problem}")
             else:
                 self.stdout.write(line)
         if failed:

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import QuerySet
 
-from outbox.consumer.dead_letters import ResolveResult, collect, discard, requeue
+from outbox.consumer.dead_letters import ResolveResult, collect_services, discard, requeue
 from outbox.consumer.models import DeadLetter
 from outbox.consumer.service import get_service
 from outbox.exceptions import OutboxError
@@ -76,11 +76,13 @@ class Command(BaseCommand):
         except OutboxError as exc:
             raise CommandError(str(exc)) from exc
         if options["all"]:
-            collected = collect(service)
+            (collected,) = collect_services([service])
             if collected.error:
                 raise CommandError(
                     f"could not collect {service.dead_letter_queue}: {collected.error}"
                 )
+            if collected.left:  # not in the table, so not requeueable: the rest still is
+                self.stderr.write(f"warning: {service.dead_letter_queue}: {collected.problem}")
             rows = DeadLetter.objects.filter(service=service.name, state=State.OPEN)
             if options["type"]:
                 rows = rows.filter(event_type=options["type"])
