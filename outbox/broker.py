@@ -13,6 +13,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# How long a graceful close may wait for the broker (it answers in milliseconds unless blocked).
+CLOSE_TIMEOUT = 2.0
+
+
 class PublishingConnection(amqp.Connection):
     """A py-amqp connection that does not ask for RabbitMQ's ``connection.blocked`` notices.
 
@@ -47,13 +51,31 @@ def connect(url: str, *, connect_timeout: float = 5.0) -> amqp.Connection:
     return connection
 
 
-def close_quietly(connection: amqp.Connection | None) -> None:
-    """Close a connection that may already be broken, ignoring every error (used on teardown)."""
+def close_quietly(connection: amqp.Connection | None, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close a connection gracefully if the broker answers within ``timeout`` seconds, else drop
+    it; never raises (used on teardown).
+
+    py-amqp waits for the broker's ``close-ok`` without a timeout, and a broker under a memory
+    or disk alarm stops reading the connection: unbounded, the close would hang the process
+    (and keep it deaf to SIGTERM). The socket timeout bounds the write of ``close`` and the wait.
+    """
     if connection is None:
         return
     # A broken connection may fail to close in many ways; we are dropping it either way.
     try:
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
         connection.close()
     except Exception:
+        drop(connection)
+
+
+def drop(connection: amqp.Connection | None) -> None:
+    """Abandon a connection without the close handshake: close its socket, forget its channels.
+
+    For a connection given up after an error (no confirm in time, a frame error, a reset):
+    waiting for the broker's answer there is pointless, and may last forever.
+    """
+    if connection is not None:
         with contextlib.suppress(Exception):
             connection.collect()

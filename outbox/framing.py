@@ -29,6 +29,8 @@ _CLASS_ID = spec.Basic.CLASS_ID
 # size, then class id, weight (always 0), body size; the property flags and values follow.
 _HEADER_FRAME = struct.Struct(">BHIHHQ")
 _CONTENT_HEADER_SIZE = 12
+# A shortstr (exchange, routing key, most properties) carries at most 255 bytes of UTF-8.
+SHORTSTR_MAX_BYTES = 255
 # The end of the header frame and the start of a body frame (type, channel, size), in one pack.
 _BODY_FRAME = struct.Struct(">BBHI")
 _BASIC_PUBLISH = struct.pack(">HH", *spec.Basic.Publish)
@@ -123,6 +125,21 @@ def publish_pieces(
         piece = body[start : start + chunk]
         parts += (_FRAME_START.pack(FRAME_BODY, channel_id, len(piece)), piece, _FRAME_END)
     return tuple(parts)
+
+
+def header_frame_size(properties: bytes) -> int:
+    """The whole content header frame that carries ``properties`` (from ``encode_properties``).
+
+    Unlike a body, a content header cannot be split over frames: a frame larger than the
+    connection's ``frame_max`` makes RabbitMQ close the whole connection (``FRAME_ERROR``,
+    ``frame_too_large``), so a message whose header frame is larger can never be published.
+    """
+    return FRAME_OVERHEAD + _CONTENT_HEADER_SIZE + len(properties)
+
+
+def fits_shortstr(value: str) -> bool:
+    """Whether ``value`` fits an AMQP shortstr: 255 bytes of UTF-8, not 255 characters."""
+    return len(value.encode("utf-8", "surrogatepass")) <= SHORTSTR_MAX_BYTES
 
 
 def _shortstr(value: str) -> bytes:

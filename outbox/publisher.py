@@ -23,9 +23,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import amqp
+from amqp import spec
 
-from outbox.broker import CONNECTION_ERRORS, close_quietly, connect
-from outbox.framing import method_frame, publish_pieces
+from outbox.broker import CLOSE_TIMEOUT, CONNECTION_ERRORS, close_quietly, connect, drop
+from outbox.framing import fits_shortstr, header_frame_size, method_frame, publish_pieces
 from outbox.models import OutboxMessage
 from outbox.wire import encode_body, encoded_properties
 
@@ -117,14 +118,19 @@ class Publisher:
         self._connection = connect(self.url, connect_timeout=self.connect_timeout)
 
     def close(self) -> None:
-        """Drop the connection and everything that depends on it, rows in flight included
-        (their outcome is unknown: they stay pending and are published again)."""
+        """Close the connection (gracefully if the broker answers within ``CLOSE_TIMEOUT``) and
+        drop everything that depends on it, rows in flight included (their outcome is unknown:
+        they stay pending and are published again)."""
+        close_quietly(self._forget_connection())
+
+    def _forget_connection(self) -> amqp.Connection | None:
+        """Forget the connection and its state; the connection, for the caller to close."""
         connection, self._connection = self._connection, None
         self._channel = self._check_channel = None
         self._known_exchanges.clear()
         self._inflight, self._returned, self._settled = {}, {}, RoundResult()
         self._sends.clear()
-        close_quietly(connection)
+        return connection
 
     def publish(self, messages: list[OutboxMessage]) -> RoundResult:
         """Publish ``messages`` in one confirm round and report what became of each row."""
@@ -143,9 +149,14 @@ class Publisher:
         if not messages:
             return
         try:
-            # One check per exchange and call, however many rows go to it.
+            # One check per exchange and call, however many rows go to it. A name AMQP cannot
+            # carry is not asked about: its rows fail in _write().
             exchanges = {message.exchange for message in messages}
-            missing = {name for name in exchanges if not self._exchange_exists(name)}
+            missing = {
+                name
+                for name in exchanges
+                if fits_shortstr(name) and not self._exchange_exists(name)
+            }
             self._write(messages, missing)
         except amqp.exceptions.ChannelError as exc:
             self._on_channel_closed(exc)
@@ -196,13 +207,14 @@ class Publisher:
             body = encode_body(message)
             try:
                 properties = encoded_properties(message)
+                method = method_frame(channel_id, message.exchange, message.routing_key, True)
             except (ValueError, TypeError, struct.error) as exc:
-                # Terminal: e.g. a property over a shortstr's 255 bytes. Raised out of here it
-                # would stop the relay at this row on every restart.
+                # Terminal: e.g. a property or an exchange name over a shortstr's 255 bytes.
+                # Raised out of here it would stop the relay at this row on every restart.
                 failure = Failure(message, f"cannot be encoded as AMQP: {exc}", terminal=True)
                 self._settled.failed.append(failure)
                 continue
-            problem = self._preflight(message, len(body) + len(properties), missing)
+            problem = self._preflight(message, body, properties, frame_max, missing)
             if problem is not None:
                 self._settled.failed.append(problem)
                 continue
@@ -210,7 +222,6 @@ class Publisher:
             # for (unsettled) rather than forgotten.
             self._last_tag += 1
             self._inflight[self._last_tag] = message
-            method = method_frame(channel_id, message.exchange, message.routing_key, True)
             frames += publish_pieces(method, channel_id, frame_max, body, properties)
             size += len(body) + len(properties)  # the frames' overhead does not matter here
             if size >= WRITE_CHUNK_BYTES:
@@ -233,21 +244,44 @@ class Publisher:
             wait = 0.0
 
     def _lose_connection(self, exc: BaseException) -> None:
-        """Whatever was not confirmed before the connection died is retried later, untouched."""
+        """Whatever was not confirmed before the connection died is retried later, untouched.
+
+        The connection is dropped without the close handshake: after an error the broker may
+        never answer (under a resource alarm it stops reading), and py-amqp would wait forever.
+        """
         settled = self._settled
         settled.unsettled += self._inflight.values()
         settled.connection_error = exc
-        self.close()
+        drop(self._forget_connection())
         self._settled = settled
 
-    def _preflight(self, message: OutboxMessage, size: int, missing: set[str]) -> Failure | None:
+    def _preflight(
+        self,
+        message: OutboxMessage,
+        body: bytes,
+        properties: bytes,
+        frame_max: int,
+        missing: set[str],
+    ) -> Failure | None:
         """Catch the failures we can see before publishing, so they cannot spoil the others."""
+        size = len(body) + len(properties)
         if size > self.max_message_bytes:
             # Terminal: the same bytes will be too large next time too. Parked at once.
             return Failure(
                 message,
                 f"message too large: {size} bytes > OUTBOX_MAX_MESSAGE_BYTES "
                 f"({self.max_message_bytes})",
+                terminal=True,
+            )
+        header = header_frame_size(properties)
+        if header > frame_max:
+            # Terminal too. Sent, it would make the broker close the whole connection, and the
+            # relay would claim this row first again after reconnecting, forever.
+            return Failure(
+                message,
+                f"properties and headers too large: {len(properties)} bytes make a content "
+                f"header frame of {header} bytes > the connection's frame_max ({frame_max}); "
+                "AMQP cannot split a header over frames",
                 terminal=True,
             )
         if message.exchange in missing:
@@ -263,17 +297,48 @@ class Publisher:
         """
         if name in self._known_exchanges or name == "":
             return True
+        connection = self._require_connection()
         if self._check_channel is None:
-            self._check_channel = self._require_connection().channel()
+            self._check_channel = connection.channel()
         try:
-            self._check_channel.exchange_declare(name, "topic", passive=True)
-        except amqp.exceptions.NotFound:
-            # The broker closed the channel; py-amqp re-opens it in place, so keep it if it did.
-            if not self._check_channel.is_open:
-                self._check_channel = None
-            return False
+            # Bounded: py-amqp waits for the answer forever, and a broker under a resource alarm
+            # stops reading a connection that published. Timed out, the connection is dropped.
+            with connection.transport.having_timeout(self.confirm_timeout):
+                self._check_channel.exchange_declare(name, "topic", passive=True)
+        except amqp.exceptions.ChannelError as exc:
+            if (
+                isinstance(exc, amqp.exceptions.NotFound)
+                and exc.method_sig == spec.Exchange.Declare
+            ):
+                # The answer: the broker closed the check channel; py-amqp re-opens it in place,
+                # so keep it if it did.
+                if not self._check_channel.is_open:
+                    self._check_channel = None
+                if self._channel is not None and not self._channel._confirm_selected:
+                    # py-amqp also read the broker's close of the publishing channel meanwhile
+                    # and re-opened it in place (clearing its flag), but lost that error to
+                    # this one: handle it as that close, culprit unknown.
+                    raise amqp.exceptions.ChannelError(
+                        "the broker closed the publishing channel (the reason was lost)"
+                    ) from exc
+                return False
+            # Read while waiting for the answer, the close of another channel: the publishing
+            # one (an exchange deleted under rows in flight). send() handles it as such. The
+            # answer may still come, and would be taken for the next check's: start afresh.
+            channel, self._check_channel = self._check_channel, None
+            self._close_channel(channel)
+            raise
         self._known_exchanges.add(name)
         return True
+
+    def _close_channel(self, channel: amqp.Channel) -> None:
+        """Close ``channel``, waiting for the broker's answer at most ``CLOSE_TIMEOUT`` seconds
+        (py-amqp alone waits forever); raises one of ``CONNECTION_ERRORS`` if the connection
+        cannot go on (it must then be dropped: a write may have stopped half-way)."""
+        transport = self._require_connection().transport
+        quietly = contextlib.suppress(amqp.exceptions.ChannelError)  # the channel is gone anyway
+        with transport.having_timeout(CLOSE_TIMEOUT), quietly:
+            channel.close()
 
     def _on_channel_closed(self, exc: amqp.exceptions.ChannelError) -> None:
         """The broker closed the publishing channel with rows in flight (e.g. an exchange was
@@ -286,9 +351,12 @@ class Publisher:
         logger.warning("broker closed the publishing channel: %s", exc)
         # py-amqp re-opened it in place, but without confirm mode: close it, start afresh.
         channel, self._channel = self._channel, None
+        broken: BaseException | None = None
         if channel is not None:
-            with contextlib.suppress(amqp.exceptions.AMQPError, *CONNECTION_ERRORS):
-                channel.close()
+            try:
+                self._close_channel(channel)
+            except CONNECTION_ERRORS as error:
+                broken = error
         self._known_exchanges.clear()
         match = EXCHANGE_IN_ERROR.search(str(exc))
         culprit = match.group(1) if match else None
@@ -300,11 +368,16 @@ class Publisher:
         self._inflight = {}
         self._returned = {}
         self._sends.clear()
+        if broken is not None:
+            self._lose_connection(broken)
 
     def _publish_channel(self) -> amqp.Channel:
         if self._channel is None:
             channel = self._require_connection().channel()
             channel.confirm_select()
+            # py-amqp's own flag (its basic_publish_confirm sets it): py-amqp clears it when it
+            # re-opens the channel in place after the broker closed it, see _exchange_exists().
+            channel._confirm_selected = True
             channel.events["basic_ack"].add(self._on_ack)
             channel.events["basic_nack"].add(self._on_nack)
             channel.events["basic_return"].add(self._on_return)

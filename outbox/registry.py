@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from outbox.exceptions import EventTypeConflict, OutboxError, UnknownEventType
+from outbox.framing import SHORTSTR_MAX_BYTES, fits_shortstr
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,15 @@ def _check_definition(event_type: EventType) -> None:
     for name in ("type", "exchange", "aggregate_type"):
         if not getattr(event_type, name):
             raise OutboxError(f"EventType.{name} must not be empty ({event_type!r})")
+    # The exchange (and the type, as routing key and `type` property, and the source, as
+    # `app_id`) travel as AMQP shortstrs: over 255 bytes, no row of the type could be published.
+    for name in ("type", "exchange", "source"):
+        value = getattr(event_type, name)
+        if not fits_shortstr(value):
+            raise OutboxError(
+                f"EventType.{name} is {len(value.encode('utf-8', 'surrogatepass'))} bytes of "
+                f"UTF-8, AMQP carries at most {SHORTSTR_MAX_BYTES} ({value[:40]!r}...)"
+            )
     if event_type.version < 1:
         raise OutboxError(f"{event_type.type}: version must be >= 1")
     try:

@@ -154,7 +154,10 @@ def database_url() -> str:
 
 
 class TcpProxy:
-    """Forwards a local port to RabbitMQ; can refuse connections and cut the live ones."""
+    """Forwards a local port to RabbitMQ; can refuse connections and cut the live ones, or
+    freeze: stop reading every side and accepting, sockets left open. A frozen proxy is what a
+    broker under a memory or disk alarm looks like to a publisher: it stops reading the
+    connection (the kernel still acknowledges the bytes); here nothing comes back either."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -165,6 +168,7 @@ class TcpProxy:
         self._server: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._stop = threading.Event()
+        self.frozen = threading.Event()  # set: nothing is read, forwarded or accepted
         self._thread: threading.Thread | None = None
         self.connections = 0
 
@@ -191,6 +195,9 @@ class TcpProxy:
         self._server.setblocking(False)
         selector.register(self._server, selectors.EVENT_READ, None)
         while not self._stop.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
             for key, _ in selector.select(timeout=0.05):
                 if key.data is None:
                     client, _ = self._server.accept()

@@ -70,3 +70,15 @@ def test_invalid_definitions_are_refused():
         register(make(version=0))
     with pytest.raises(OutboxError, match="exchange"):
         register(make(exchange=""))
+
+
+def test_names_amqp_cannot_carry_are_refused(registered):
+    # AMQP carries exchange names, routing keys (the type) and the `type` and `app_id`
+    # (source) properties as shortstrs: 255 bytes of UTF-8, whatever the number of characters
+    too_long = "t." + "é" * 127  # 129 characters, 256 bytes
+    for name in ("exchange", "type", "source"):
+        with pytest.raises(OutboxError, match=rf"EventType\.{name} is 256 bytes"):
+            register(make(**{name: too_long}))
+
+    longest = "t" + "é" * 127  # 255 bytes
+    registered.append(register(make(exchange=longest, source=longest)))

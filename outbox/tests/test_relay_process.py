@@ -5,6 +5,7 @@ import random
 import re
 import signal
 import threading
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -258,3 +259,37 @@ def test_relay_reconnects_after_losing_its_database_sessions(event_type, broker,
         relay.stop()
     assert [m.properties["message_id"] for m in messages] == [str(row.event_id)]
     assert "connection problem" in relay.log
+
+
+def test_relay_stops_on_sigterm_while_the_broker_stops_reading(event_type, broker, tmp_path):
+    # Given a running relay whose broker stops reading (a memory or disk alarm) while a row
+    # waits for its confirm
+    queue = bind_queue(broker, event_type.exchange)
+    proxy = TcpProxy(("127.0.0.1", 5672))
+    proxy.start()
+    vhost = urlparse(get_settings().broker_url).path
+    relay = RelayProcess(
+        tmp_path,
+        OUTBOX_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}",
+        OUTBOX_CONFIRM_TIMEOUT="1",
+    )
+    try:
+        relay.wait_for_log("leased partitions")
+        first = record(event_type, "o-1")
+        got = get_messages(broker, queue, 1)
+        assert [m.properties["message_id"] for m in got] == [str(first.event_id)]
+        proxy.frozen.set()
+        record(event_type, "o-2")
+
+        # When SIGTERM comes after the confirm timeout (the relay gives the connection up)
+        time.sleep(2)
+        relay.signal(signal.SIGTERM)
+
+        # Then it stops at once, cleanly, instead of waiting forever for the broker's close-ok
+        assert relay.wait(timeout=10) == 0
+    finally:
+        proxy.frozen.clear()
+        relay.stop()
+        proxy.stop()
+    assert "no confirm within 1.0s" in relay.log
+    assert "relay stopped, 1 events published" in relay.log
