@@ -34,6 +34,12 @@ from outbox.publisher import Failure
 # `exclude` lists the rows the relay still holds in memory (sent, or waiting for their mark): the
 # scan still walks past them (they are pending), but a constant array is a hashed lookup and the
 # cheaper filters run before the subplan, so they cost little.
+# `skip_types`/`skip_ids` (pairwise: aggregate type and id) list the aggregates the relay holds
+# enough rows of (pipeline.AGGREGATE_CLAIM_STOP), normally none: the scan walks past their
+# backlog to other aggregates' rows instead of filling the batch with rows it would not take.
+# NOT IN over a small subquery is a hashed subplan, one hash probe per scanned row (~0.2 us:
+# 4 ms more for a claim passing over 20,000 rows of one aggregate); never an anti-join (NOT IN
+# is not turned into one), so the scan still stops at the LIMIT.
 # The outbox row's own state is checked per entry, before the LIMIT: an entry left behind by
 # something that published, parked or deleted its row without dequeuing it (a relay of the
 # previous release during an upgrade, a hand-made UPDATE) is skipped without taking a place in
@@ -53,6 +59,8 @@ CROSS JOIN LATERAL (
 WHERE p.partition = ANY(%(partitions)s)
   AND (p.attempts = 0 OR p.next_attempt_at <= statement_timestamp())
   AND p.id <> ALL(%(exclude)s::bigint[])
+  AND (p.aggregate_type, p.aggregate_id) NOT IN (
+    SELECT * FROM unnest(%(skip_types)s::text[], %(skip_ids)s::text[]))
   AND NOT EXISTS (
     SELECT 1 FROM outbox_pending AS e
     WHERE e.attempts > 0
@@ -193,11 +201,30 @@ def id_array(ids: Iterable[int]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+def claim_params(
+    *,
+    partitions: Iterable[int],
+    limit: int,
+    exclude: Iterable[int] = (),
+    exclude_aggregates: Iterable[tuple[str, str]] = (),
+) -> dict[str, object]:
+    """The parameters of ``CLAIM_SQL`` (see ``claim_batch``)."""
+    aggregates = list(exclude_aggregates)
+    return {
+        "partitions": list(partitions),
+        "limit": limit,
+        "exclude": id_array(exclude),
+        "skip_types": [aggregate_type for aggregate_type, _ in aggregates],
+        "skip_ids": [aggregate_id for _, aggregate_id in aggregates],
+    }
+
+
 def claim_batch(
     *,
     partitions: Iterable[int],
     limit: int,
     exclude: Iterable[int] = (),
+    exclude_aggregates: Iterable[tuple[str, str]] = (),
     using: str = "default",
 ) -> list[ClaimedRow]:
     """The next rows to publish in ``partitions``: due, pending, oldest first.
@@ -210,14 +237,21 @@ def claim_batch(
     (per aggregate, ids grow with sequence), and ``pipeline.Pipeline`` sends them first.
     ``exclude``: ids of rows the caller already holds (in flight, or published and not yet
     marked), so a claim made while earlier rows are in flight brings only rows it does not have.
+    ``exclude_aggregates``: ``(aggregate type, aggregate id)`` pairs whose rows are left out
+    (the caller holds as many of them as it takes); they are claimed once the caller stops
+    naming them, in order.
     """
-    partitions = list(partitions)
-    if not partitions:
+    params = claim_params(
+        partitions=partitions,
+        limit=limit,
+        exclude=exclude,
+        exclude_aggregates=exclude_aggregates,
+    )
+    if not params["partitions"]:
         return []
     with connections[using].cursor() as cursor:
         # Django's cursor wraps psycopg's; the loader is registered on this cursor only.
         cursor.cursor.adapters.register_loader(_TIMESTAMPTZ_OID, _FAST_TIMESTAMPTZ)
-        params = {"partitions": partitions, "limit": limit, "exclude": id_array(exclude)}
         cursor.execute(CLAIM_SQL, params)
         return [_row(values) for values in cursor.fetchall()]
 

@@ -16,6 +16,15 @@ rows in several states at once. This class is the bookkeeping that keeps that sa
   worker thread (``recorder``) while the relay goes on claiming, so a claim can still see a
   failed row as due and bring its successors: rows of an aggregate whose failure is not
   recorded yet are not taken in. Once it is, the claim holds them back by itself.
+* **a bounded share per aggregate.** At most ``AGGREGATE_HOLD`` rows of one aggregate are
+  held: only one of them can be in flight, the others only wait. Without a bound, a burst of
+  one aggregate filled every place in memory (``OUTBOX_MAX_IN_FLIGHT``), went out one row per
+  confirm round trip, and no other aggregate was claimed meanwhile. The rows of a batch beyond
+  the bound are not taken in: they stay pending, out of the exclusion list, and a later claim
+  brings them again, in order (they come after every row of their aggregate held). Aggregates
+  with ``AGGREGATE_CLAIM_STOP`` rows or more held are left out of claims altogether
+  (``excluded_aggregates``), so claims pass over their backlog to other aggregates' rows; once
+  one falls below, the relay refills it with a claim of the places it has (``refill_places``).
 
 Rows of one aggregate wait in sequence order (claims are in id order, and ids grow with
 sequence within an aggregate).
@@ -28,6 +37,18 @@ from outbox.publisher import Failure, RoundResult
 
 AggregateKey = tuple[str, str]
 
+# Rows of one aggregate held in memory at most. Only one of them can be in flight (order), the
+# others wait their turn, a confirm round trip each: more would only take places other
+# aggregates could use, fewer would refill it more often (below). With the default
+# OUTBOX_MAX_IN_FLIGHT (1,500) and batch (500), fifteen aggregates can hold their full share
+# at once and a whole batch still fits for the others.
+AGGREGATE_HOLD = 64
+# An aggregate with this many rows held is left out of claims until it falls below again; then
+# the relay claims its next rows at once (a refill). Half the bound: a refill brings at least
+# half of it (not a row or two per claim), and the 31 rows still held cover the claim's few
+# milliseconds (a row leaves per confirm round trip, a fraction of a millisecond at best).
+AGGREGATE_CLAIM_STOP = AGGREGATE_HOLD // 2
+
 
 def aggregate_of(row: ClaimedRow) -> AggregateKey:
     """The aggregate a row belongs to: its order is kept within it."""
@@ -39,6 +60,11 @@ class Pipeline:
 
     def __init__(self) -> None:
         self._held: dict[int, ClaimedRow] = {}
+        self._counts: dict[AggregateKey, int] = {}
+        # Aggregates with AGGREGATE_CLAIM_STOP rows or more held (left out of claims), and those
+        # that fell below it since: they may have pending rows not held, to be refilled.
+        self._crowded: set[AggregateKey] = set()
+        self._refill: set[AggregateKey] = set()
         self._waiting: dict[AggregateKey, deque[ClaimedRow]] = {}
         # Aggregates with a row in flight, or with a failure not recorded yet: nothing of
         # theirs may be sent until that is settled.
@@ -54,13 +80,37 @@ class Pipeline:
         """Ids of every row in memory: the next claim must not bring them again."""
         return list(self._held)
 
-    def add(self, rows: list[ClaimedRow]) -> None:
-        """Take newly claimed rows (in id order) into memory, waiting to be sent."""
+    def excluded_aggregates(self) -> list[AggregateKey]:
+        """Aggregates the next claim should leave out: their rows would not be taken in (too
+        many held already, or a failure not recorded yet)."""
+        return list(self._crowded | self._failing)
+
+    def refill_places(self) -> int:
+        """How many rows the aggregates to refill can take: a claim that size brings their next
+        rows (0: none to refill). They were left out of claims, so the claims that found
+        nothing more to do did not see their backlog."""
+        return sum(AGGREGATE_HOLD - self._counts.get(key, 0) for key in self._refill)
+
+    def claimed_all_due(self) -> None:
+        """A claim brought fewer rows than it could: every due row not left out is now in
+        memory, the backlog of the aggregates to refill included."""
+        self._refill.clear()
+
+    def add(self, rows: list[ClaimedRow]) -> list[ClaimedRow]:
+        """Take newly claimed rows (in id order) into memory, waiting to be sent; returns the
+        rows taken. Rows already held, of a failing aggregate, or beyond ``AGGREGATE_HOLD``
+        rows of their aggregate are left out (still pending: claimed again later)."""
+        taken: list[ClaimedRow] = []
         for row in rows:
-            if row.id in self._held or aggregate_of(row) in self._failing:
+            key = aggregate_of(row)
+            if row.id in self._held or key in self._failing:
                 continue
-            self._held[row.id] = row
-            self._waiting.setdefault(aggregate_of(row), deque()).append(row)
+            if self._counts.get(key, 0) >= AGGREGATE_HOLD:
+                continue  # and so are its later rows in this batch (in id order)
+            self._hold(row, key)
+            self._waiting.setdefault(key, deque()).append(row)
+            taken.append(row)
+        return taken
 
     def has_ready(self) -> bool:
         """Whether some waiting row could be sent right now."""
@@ -92,7 +142,7 @@ class Pipeline:
         for row in result.unsettled:
             # Unknown outcome: still pending and due, claimed again (with its successors).
             key = aggregate_of(row)
-            self._held.pop(row.id, None)
+            self._release(row.id)
             self._drop_waiting(key)
             self._busy.discard(key)
 
@@ -105,10 +155,10 @@ class Pipeline:
     def recorded(self, published: list[ClaimedRow], failures: list[Failure]) -> None:
         """These outcomes are committed: forget those rows."""
         for row in published:
-            self._held.pop(row.id, None)
+            self._release(row.id)
         for failure in failures:
             key = aggregate_of(failure.message)
-            self._held.pop(failure.message.id, None)
+            self._release(failure.message.id)
             self._busy.discard(key)
             self._failing.discard(key)
 
@@ -123,4 +173,25 @@ class Pipeline:
 
     def _drop_waiting(self, key: AggregateKey) -> None:
         for row in self._waiting.pop(key, ()):
-            self._held.pop(row.id, None)
+            self._release(row.id)
+
+    def _hold(self, row: ClaimedRow, key: AggregateKey) -> None:
+        self._held[row.id] = row
+        count = self._counts[key] = self._counts.get(key, 0) + 1
+        if count == AGGREGATE_CLAIM_STOP:
+            self._crowded.add(key)
+            self._refill.discard(key)
+
+    def _release(self, row_id: int) -> None:
+        row = self._held.pop(row_id, None)
+        if row is None:
+            return
+        key = aggregate_of(row)
+        count = self._counts[key] - 1
+        if count:
+            self._counts[key] = count
+        else:
+            del self._counts[key]
+        if count == AGGREGATE_CLAIM_STOP - 1:
+            self._crowded.discard(key)
+            self._refill.add(key)

@@ -113,18 +113,25 @@ class Recorder:
 
     def abandon(self) -> None:
         """Forget outstanding jobs after a connection problem (their rows are published again);
-        wait for the one running, so its thread is idle when the relay reconnects."""
+        wait for the one running, then close the thread's database connection.
+
+        Closed whether or not a job failed on it: after a database restart its session is as
+        dead as the relay's, and the first mark after reconnecting would fail on it, costing a
+        second reconnect and publishing again the rows confirmed meanwhile. Closed on the
+        worker thread (Django's connections are per thread), after the running job, so no job
+        is cut short; the next job opens a new one.
+        """
         self._next_published, self._next_failures = [], []
         for future, _, _ in self._jobs:
             with contextlib.suppress(Exception):
                 future.exception()
         self._jobs.clear()
+        with contextlib.suppress(Exception):
+            self._executor.submit(self._close_connection).result()
 
     def close(self) -> None:
         """Close the thread's database connection and stop the thread."""
         self.abandon()
-        with contextlib.suppress(Exception):
-            self._executor.submit(self._close_connection).result()
         self._executor.shutdown(wait=True)
         self._signal_in.close()
         self._signal_out.close()

@@ -136,13 +136,16 @@ class Relay:
         self._finish(self.recorder.finished())
         was_empty = len(self.pipeline) == 0
         new = None
-        if self._more_due and self._room():
-            new = self._claim()
+        if self._room():
+            if self._more_due:
+                new = self._claim(self.batch_size)
+            elif places := self.pipeline.refill_places():
+                self._refill(places)
         self.publisher.send(self.pipeline.take_ready())
         self._record(self.publisher.collect())
         if self.once and was_empty and new == 0:
             return True
-        if self.pipeline.has_ready() or (self._more_due and self._room()):
+        if self.pipeline.has_ready() or (self._room() and self._claim_due()):
             return False
         self._wait()
         return False
@@ -151,24 +154,51 @@ class Relay:
         """Whether a whole batch more fits in memory."""
         return len(self.pipeline) + self.batch_size <= self.max_in_flight
 
-    def _claim(self) -> int:
+    def _claim_due(self) -> bool:
+        """Whether a claim is worth making: rows may be due, or an aggregate is to refill."""
+        return self._more_due or bool(self.pipeline.refill_places())
+
+    def _claim(self, limit: int) -> int:
         """Claim the next batch into the pipeline; returns how many rows are new to this run."""
+        full, taken = self._claim_into_pipeline(limit)
+        # A full batch means more is probably due: claim again as soon as there is room (also
+        # when the pipeline left rows of it out: the next claim passes over their aggregate).
+        self._more_due = full
+        self._next_poll = time.monotonic() + self.settings.poll_interval
+        if not self.once:
+            return len(taken)
+        new = sum(1 for row in taken if row.id not in self._tried)
+        self._tried.update(row.id for row in taken)
+        return new
+
+    def _refill(self, places: int) -> None:
+        """Claim the next rows of the aggregates that were left out of claims for the rows they
+        held and have room again: a claim of ``places`` rows, the exclusions of any claim.
+
+        Cheap where a full claim is not: the aggregates' backlog can be long (a burst of one
+        aggregate), and a full claim that leaves them out walks all of it to find the rows of
+        others, while this one stops after ``places`` rows. Rows of other aggregates it brings
+        are welcome; any other row due was seen by the last claim that came back short, or is
+        announced by a NOTIFY (or the poll), as ever, so this claim changes neither.
+        """
+        self._claim_into_pipeline(places)
+
+    def _claim_into_pipeline(self, limit: int) -> tuple[bool, list[ClaimedRow]]:
+        """Claim up to ``limit`` rows into the pipeline; returns whether the claim brought that
+        many (more may be due), and the rows the pipeline took in."""
         batch = claim_batch(
             partitions=self.leases.held,
-            limit=self.batch_size,
+            limit=limit,
             exclude=self.pipeline.held_ids(),
+            exclude_aggregates=self.pipeline.excluded_aggregates(),
             using=self.using,
         )
-        # A full batch means more is probably due: claim again as soon as there is room.
-        self._more_due = len(batch) >= self.batch_size
-        self._next_poll = time.monotonic() + self.settings.poll_interval
-        self._claimed_unlogged += len(batch)
-        self.pipeline.add(batch)
-        if not self.once:
-            return len(batch)
-        new = sum(1 for row in batch if row.id not in self._tried)
-        self._tried.update(row.id for row in batch)
-        return new
+        if len(batch) < limit:
+            self.pipeline.claimed_all_due()
+        # Only the rows taken in count: one left out is not tried, and is claimed again.
+        taken = self.pipeline.add(batch)
+        self._claimed_unlogged += len(taken)
+        return len(batch) >= limit, taken
 
     def _wait(self) -> None:
         """Nothing to do at once: wait for a confirm, a commit of the recorder, a NOTIFY or the
@@ -281,7 +311,8 @@ class Relay:
         self.publisher.close()
         self.wakeup.close()
         # Rows in flight or being recorded are published again (their confirms died with the
-        # connection, or their mark was not committed).
+        # connection, or their mark was not committed). The recorder's session is closed too:
+        # if the database restarted, it is dead, and the first mark would fail on it.
         self.recorder.abandon()
         self.pipeline.clear()
         self._more_due = True

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from outbox.claiming import CLAIM_SQL, _headers, claim_batch, record_failures
+from outbox.claiming import CLAIM_SQL, _headers, claim_batch, claim_params, record_failures
 from outbox.models import OutboxMessage, OutboxPending
 from outbox.publisher import Failure
 from outbox.recording import record_event
@@ -91,13 +91,43 @@ def _plan(sql: str, params: dict) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def test_claim_leaves_out_the_aggregates_it_is_told_to_and_brings_them_later_in_order(
+    event_type,
+):
+    # Given a burst of one aggregate recorded before another aggregate's row
+    hot = record_many(event_type, ["hot"] * 5)
+    cold, later = record_many(event_type, ["cold", "hot"])
+    aggregate = (hot[0].aggregate_type, "hot")
+
+    # When the relay holds the first two and leaves the aggregate out, the claim passes over
+    # its backlog (even with a limit its rows would fill) to the other aggregate's row
+    held = [hot[0].id, hot[1].id]
+    assert claimed_ids(exclude=held, exclude_aggregates=[aggregate]) == [cold.id]
+    assert [
+        r.id
+        for r in claim_batch(
+            partitions=range(16), limit=1, exclude=held, exclude_aggregates=[aggregate]
+        )
+    ] == [cold.id]
+
+    # Then, no longer left out, its rows not held come in order, none skipped
+    assert claimed_ids(exclude=held) == [*(r.id for r in hot[2:]), cold.id, later.id]
+
+
+# A claim as the relay makes it: rows held in memory, and aggregates left out
+RELAY_CLAIM = claim_params(
+    partitions=range(16), limit=500, exclude=[7], exclude_aggregates=[("order", "o-1")]
+)
+
+
 def test_claim_checks_predecessors_per_row_not_with_an_anti_join():
     # Without fresh statistics PostgreSQL planned the anti-join as a nested loop without index
     # conditions (quadratic in the backlog); the query must keep a per-row subplan, a probe of
-    # the (normally empty) index of retrying rows.
-    plan = _plan(CLAIM_SQL, {"partitions": list(range(16)), "limit": 500, "exclude": [7]})
+    # the (normally empty) index of retrying rows. The aggregates left out are one hash probe
+    # per row (a hashed subplan), never an anti-join either (it would not stop at the LIMIT).
+    plan = _plan(CLAIM_SQL, RELAY_CLAIM)
 
-    assert "SubPlan" in plan
+    assert "hashed SubPlan" in plan
     assert "Anti Join" not in plan
     subplan = plan[plan.index("SubPlan") :]
     assert "outbox_pending_retrying_idx" in subplan
@@ -115,7 +145,7 @@ def test_the_predecessor_check_probes_the_retrying_rows_whatever_the_statistics_
         cursor.execute("ANALYZE outbox_pending")
     OutboxPending.objects.update(attempts=0, next_attempt_at=timezone.now())
 
-    plan = _plan(CLAIM_SQL, {"partitions": list(range(16)), "limit": 500, "exclude": []})
+    plan = _plan(CLAIM_SQL, claim_params(partitions=range(16), limit=500))
 
     subplan = plan[plan.index("SubPlan") :]
     assert "outbox_pending_retrying_idx" in subplan

@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from outbox.claiming import ClaimedRow
-from outbox.pipeline import Pipeline
+from outbox.pipeline import AGGREGATE_CLAIM_STOP, AGGREGATE_HOLD, Pipeline
 from outbox.publisher import Failure, RoundResult
 
 _ids = iter(range(1, 10_000))
@@ -97,3 +97,81 @@ def test_a_row_already_held_is_not_taken_twice():
     assert len(pipeline) == 1
     assert sent(pipeline) == [("a", 1)]
     assert sent(pipeline) == []
+
+
+def burst(aggregate: str, n: int) -> list[ClaimedRow]:
+    return [row(aggregate, sequence) for sequence in range(1, n + 1)]
+
+
+def publish_next(pipeline: Pipeline) -> list[tuple[str, int]]:
+    """Send what may go, have the broker confirm it and the database record it; what went."""
+    rows = pipeline.take_ready()
+    pipeline.settle(RoundResult(published=rows))
+    pipeline.recorded(*pipeline.take_outcomes())
+    return [(r.aggregate_id, r.sequence) for r in rows]
+
+
+def test_a_burst_of_one_aggregate_takes_a_bounded_share_and_the_rest_stays_pending():
+    # Given a claim that brought far more rows of one aggregate than it can send at once
+    hot = burst("hot", AGGREGATE_HOLD + 36)
+    cold = row("cold", 1)
+    pipeline = Pipeline()
+
+    # When the pipeline takes them in
+    taken = pipeline.add([*hot, cold])
+
+    # Then it holds the aggregate's first AGGREGATE_HOLD rows and the other aggregate's row;
+    # the rest is not held, so the next claims may bring it again (not excluded by id)
+    assert taken == [*hot[:AGGREGATE_HOLD], cold]
+    assert set(pipeline.held_ids()) == {r.id for r in taken}
+    # And the next claims pass over the aggregate's backlog to the others' rows
+    assert pipeline.excluded_aggregates() == [("thing", "hot")]
+    assert sent(pipeline) == [("hot", 1), ("cold", 1)]
+
+
+def test_an_aggregate_left_out_of_claims_is_refilled_in_order_once_below_the_stop():
+    # Given an aggregate holding its share, its later rows still pending
+    hot = burst("hot", 2 * AGGREGATE_HOLD)
+    pipeline = Pipeline()
+    pipeline.add(hot)
+    assert pipeline.refill_places() == 0
+
+    # When its rows go out until it holds AGGREGATE_CLAIM_STOP rows, it is still left out
+    for _ in range(AGGREGATE_HOLD - AGGREGATE_CLAIM_STOP):
+        publish_next(pipeline)
+    assert pipeline.excluded_aggregates() == [("thing", "hot")]
+    assert pipeline.refill_places() == 0
+
+    # Then one row less and it is claimed again: as many rows as it can take
+    publish_next(pipeline)
+    assert pipeline.excluded_aggregates() == []
+    places = AGGREGATE_HOLD - (AGGREGATE_CLAIM_STOP - 1)
+    assert pipeline.refill_places() == places
+
+    # And a refill claim brings its next rows, after those it holds (a claim excludes these)
+    held = set(pipeline.held_ids())
+    refill = [r for r in hot if r.id not in held and r.sequence > AGGREGATE_HOLD][:places]
+    assert pipeline.add(refill) == refill
+    assert pipeline.refill_places() == 0  # left out again
+    seen: list[tuple[str, int]] = []
+    while len(pipeline):
+        went = publish_next(pipeline)
+        assert went, "nothing could be sent"
+        seen += went
+    assert [sequence for _, sequence in seen] == list(
+        range(AGGREGATE_HOLD - AGGREGATE_CLAIM_STOP + 2, AGGREGATE_HOLD + places + 1)
+    )
+
+
+def test_a_claim_that_found_nothing_more_ends_the_refill():
+    # Given an aggregate that was left out of claims and fell below the stop
+    pipeline = Pipeline()
+    pipeline.add(burst("hot", AGGREGATE_CLAIM_STOP))
+    publish_next(pipeline)
+    assert pipeline.refill_places() > 0
+
+    # When a claim comes back short (every due row not left out is in memory)
+    pipeline.claimed_all_due()
+
+    # Then there is nothing to refill (its later rows, if any, are announced as new rows are)
+    assert pipeline.refill_places() == 0

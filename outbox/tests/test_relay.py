@@ -151,3 +151,29 @@ def test_several_batches_in_flight_publish_every_row_once_in_order(event_type, b
     for subject, seen in sequences_by_subject(messages).items():
         assert seen == list(range(1, len(seen) + 1)), subject
     assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+
+
+def test_a_burst_of_one_aggregate_does_not_hold_up_the_others(event_type, broker, settings):
+    # Given a burst of one aggregate, more rows than the relay holds in memory, committed
+    # before another aggregate's row
+    settings.OUTBOX_MAX_IN_FLIGHT = 200
+    queue = bind_queue(broker, event_type.exchange)
+    with transaction.atomic():
+        for n in range(400):
+            record_event(event_type, aggregate_id="hot", payload=make_payload(f"hot-{n}"))
+    with transaction.atomic():
+        cold = record_event(event_type, aggregate_id="cold", payload=make_payload("cold"))
+
+    # When the relay drains them (the burst goes out one row per confirm: order)
+    assert relay_once(batch_size=50) == 401
+
+    # Then the other aggregate's row went out among the first, not behind the burst's rows in
+    # memory (when the burst could fill the memory, it came after some 250 of them)
+    messages = get_messages(broker, queue, 401)
+    ids = [m.properties["message_id"] for m in messages]
+    assert ids.index(str(cold.event_id)) < 10
+    # And every row went out once, the burst in its order, none left behind
+    assert len(ids) == len(set(ids)) == 401
+    assert sequences_by_subject(messages)["hot"] == list(range(1, 401))
+    assert get_messages(broker, queue, 1, timeout=0.3) == []
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()

@@ -6,6 +6,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from urllib.parse import urlparse
 
 import pytest
@@ -293,3 +294,36 @@ def test_relay_stops_on_sigterm_while_the_broker_stops_reading(event_type, broke
         proxy.stop()
     assert "no confirm within 1.0s" in relay.log
     assert "relay stopped, 1 events published" in relay.log
+
+
+def test_a_database_restart_costs_one_reconnect_and_no_duplicate(event_type, broker, tmp_path):
+    # Given a running relay that has published (so its recorder thread has a session too),
+    # its sessions named so the test can find all three
+    queue = bind_queue(broker, event_type.exchange)
+    name = f"relay-{uuid.uuid4().hex[:8]}"
+    relay = RelayProcess(tmp_path, PGAPPNAME=name)
+    try:
+        first = record(event_type, "o-1")
+        wait_for(lambda: pending_count() == 0, what="the first row marked published")
+        assert [m.properties["message_id"] for m in get_messages(broker, queue, 1)] == [
+            str(first.event_id)
+        ]
+
+        # When PostgreSQL ends every session of the relay (a restart, for the relay)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = %s",
+                [name],
+            )
+            assert len(cursor.fetchall()) == 3  # working, LISTEN and recorder sessions
+        second = record(event_type, "o-2")
+        wait_for(lambda: pending_count() == 0, what="the second row marked published")
+        messages = get_messages(broker, queue, 3, timeout=1)
+    finally:
+        relay.stop()
+
+    # Then the relay reconnected once, and published the row committed meanwhile once (nothing
+    # was in flight or waiting for its mark when the sessions ended: no duplicate is due)
+    assert relay.log.count("connection problem, reconnecting") == 1, relay.log
+    assert [m.properties["message_id"] for m in messages] == [str(second.event_id)]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.orders.events import ORDER_CANCELLED, ORDER_PLACED
 from consumers.analytics.handlers import service as analytics
-from outbox.claiming import CLAIM_SQL, claim_batch
+from outbox.claiming import CLAIM_SQL, claim_batch, claim_params
 from outbox.consumer.events import (
     REPLAY_HEADER,
     REPLAY_RUN_HEADER,
@@ -250,7 +250,7 @@ def _plan(sql: str, params: dict | list) -> str:
 
 def test_search_indexes_serve_searches_and_stay_off_the_relay_claim():
     place_orders(2, declined_every=None, cancelled_every=None)
-    claim = _plan(CLAIM_SQL, {"partitions": list(range(16)), "limit": 500, "exclude": [1, 2]})
+    claim = _plan(CLAIM_SQL, claim_params(partitions=range(16), limit=500, exclude=[1, 2]))
     assert "outbox_pending_pkey" in claim
     for search_index in ("outbox_occurred_idx", "outbox_type_idx", "outbox_correlation_idx"):
         assert search_index not in claim
