@@ -117,3 +117,36 @@ def test_a_graceful_close_waits_for_the_broker_a_bounded_time(event_type, broker
     assert returned, "close() waited for the broker's answer without a bound"
     assert time.monotonic() - started < CLOSE_TIMEOUT + 1
     assert not publisher.connected
+
+
+def test_a_write_the_broker_does_not_read_gives_the_connection_up_in_time(
+    event_type, broker, publisher, proxy
+):
+    # What bounds it: py-amqp sets TCP_USER_TIMEOUT (1 s) on its sockets, so data the peer does
+    # not take (a zero window included) fails the write with ETIMEDOUT. A guard, should that
+    # default ever change: the relay would then block in a write, deaf to SIGTERM.
+    bind_queue(broker, event_type.exchange)
+    assert publisher.publish([record(event_type, "o-1")]).published
+    # given more rows than the sockets' buffers hold (~16 MB)
+    with transaction.atomic():
+        rows = [
+            record_event(
+                event_type,
+                aggregate_id=f"big-{n}",
+                payload={**make_payload(), "note": "x" * 400_000},
+            )
+            for n in range(40)
+        ]
+
+    # When the broker stops reading while they are written
+    proxy.frozen.set()
+    started = time.monotonic()
+    returned, result = within(CONFIRM_TIMEOUT + 10, lambda: publisher.publish(rows))
+
+    # Then the write fails within seconds instead of blocking for good, and every row is left
+    # for later
+    assert returned, "the publisher's socket write blocked without a bound"
+    assert time.monotonic() - started < CONFIRM_TIMEOUT + 3
+    assert isinstance(result, RoundResult) and result.connection_error is not None
+    assert {m.id for m in result.unsettled} == {row.id for row in rows}
+    assert not publisher.connected
