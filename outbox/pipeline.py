@@ -91,6 +91,10 @@ class Pipeline:
         nothing more to do did not see their backlog."""
         return sum(AGGREGATE_HOLD - self._counts.get(key, 0) for key in self._refill)
 
+    def refilling(self) -> set[AggregateKey]:
+        """The aggregates waiting for a refill (see ``refill_places``)."""
+        return set(self._refill)
+
     def claimed_all_due(self) -> None:
         """A claim brought fewer rows than it could: every due row not left out is now in
         memory, the backlog of the aggregates to refill included."""

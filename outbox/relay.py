@@ -27,7 +27,7 @@ from outbox.claiming import ClaimedRow, claim_batch
 from outbox.conf import OutboxSettings, get_settings
 from outbox.leases import PartitionLeases
 from outbox.logs import event_context
-from outbox.pipeline import Pipeline
+from outbox.pipeline import Pipeline, aggregate_of
 from outbox.publisher import Publisher, RoundResult
 from outbox.recorder import Recorded, Recorder
 from outbox.wakeup import SLICE_SECONDS, Wakeup
@@ -178,10 +178,14 @@ class Relay:
         Cheap where a full claim is not: the aggregates' backlog can be long (a burst of one
         aggregate), and a full claim that leaves them out walks all of it to find the rows of
         others, while this one stops after ``places`` rows. Rows of other aggregates it brings
-        are welcome; any other row due was seen by the last claim that came back short, or is
-        announced by a NOTIFY (or the poll), as ever, so this claim changes neither.
+        are welcome, and say that more of theirs may be due: the relay reads no NOTIFY while
+        refills are pending (it does not wait), so the next claim is then a whole batch again,
+        not another refill of a few dozen rows.
         """
-        self._claim_into_pipeline(places)
+        refilled = self.pipeline.refilling()
+        full, taken = self._claim_into_pipeline(places)
+        if full and any(aggregate_of(row) not in refilled for row in taken):
+            self._more_due = True
 
     def _claim_into_pipeline(self, limit: int) -> tuple[bool, list[ClaimedRow]]:
         """Claim up to ``limit`` rows into the pipeline; returns whether the claim brought that

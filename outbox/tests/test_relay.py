@@ -153,6 +153,33 @@ def test_several_batches_in_flight_publish_every_row_once_in_order(event_type, b
     assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
 
 
+@pytest.mark.parametrize(
+    ("aggregates", "whole_batch_next"),
+    [(["hot", "hot", "hot"], False), (["hot", "other-1", "other-2"], True)],
+    ids=["only the refilled aggregate's rows", "other aggregates' rows too"],
+)
+def test_a_full_refill_with_other_aggregates_rows_makes_the_next_claim_a_whole_batch(
+    event_type, aggregates, whole_batch_next
+):
+    # Given a relay with an aggregate waiting for a refill (it fell below the claim stop), no
+    # whole batch due as far as it knows, and rows due
+    with transaction.atomic():
+        for n, aggregate in enumerate(aggregates):
+            record_event(event_type, aggregate_id=aggregate, payload=make_payload(str(n)))
+    relay = Relay(once=True, partitions=list(range(16)))
+    relay.leases.held = list(range(16))
+    relay.pipeline._refill.add(("order", "hot"))
+    relay._more_due = False
+
+    # When a refill claim comes back full
+    relay._refill(3)
+
+    # Then it took the rows, and only rows of other aggregates say more may be due (the relay
+    # reads no NOTIFY while refilling): a whole batch next, not another refill of a few rows
+    assert len(relay.pipeline) == 3
+    assert relay._more_due is whole_batch_next
+
+
 def test_a_burst_of_one_aggregate_does_not_hold_up_the_others(event_type, broker, settings):
     # Given a burst of one aggregate, more rows than the relay holds in memory, committed
     # before another aggregate's row
